@@ -1,0 +1,146 @@
+"""DLA-Up: iterative deep aggregation for upsampling (§4.2), and the segmentation network ``DLASeg``."""
+from typing import List, Optional, Sequence, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .layers import AggregationNode, NormLayer, bilinear_upsample_init, crop_to, get_norm_layer
+from .model import DLA
+
+__all__ = ['IDAUp', 'DLAUp', 'DLASeg', 'NODE_TYPES']
+
+NODE_TYPES = ('conv', 'dcn')
+
+
+def _check_node_type(node_type: str) -> bool:
+    if node_type not in NODE_TYPES:
+        raise ValueError(f"node_type: unknown aggregation node {node_type!r}; allowed: {list(NODE_TYPES)}")
+    return node_type == 'dcn'
+
+
+class IDAUp(nn.Module):
+    """One IDA upsampling stage: project, upsample (learned, bilinear-initialised), aggregate iteratively.
+
+    Input ``i`` is projected to ``out_channels`` (1x1 conv + norm + ReLU, skipped when widths match) and upsampled
+    by ``up_factors[i]`` with a depthwise transposed conv initialised to bilinear interpolation. Then
+    ``x_1 = N(x_0, u_1)``, ``x_2 = N(x_1, u_2)``, ... with 3x3 aggregation nodes N. ``forward`` returns
+    ``[x_1, ..., x_{n-1}]``, all at the resolution of input 0 (the last one aggregates everything).
+    """
+
+    def __init__(self, in_channels: Sequence[int], up_factors: Sequence[int], out_channels: int,
+                 node_kernel: int = 3, node_type: str = 'conv', norm_layer: Union[str, NormLayer, None] = None):
+        super().__init__()
+        if len(in_channels) != len(up_factors) or len(in_channels) < 2:
+            raise ValueError('in_channels/up_factors: need the same number (>= 2) of entries, '
+                             f'got {list(in_channels)} and {list(up_factors)}')
+        deformable = _check_node_type(node_type)
+        norm = get_norm_layer(norm_layer)
+        self.in_channels, self.up_factors, self.out_channels = list(in_channels), list(up_factors), out_channels
+        self.proj = nn.ModuleList()
+        self.up = nn.ModuleList()
+        for c, f in zip(in_channels, up_factors):
+            if c == out_channels:
+                self.proj.append(nn.Identity())
+            else:
+                self.proj.append(nn.Sequential(nn.Conv2d(c, out_channels, 1, bias=False), norm(out_channels),
+                                               nn.ReLU(inplace=True)))
+            if f == 1:
+                self.up.append(nn.Identity())
+            else:
+                up = nn.ConvTranspose2d(out_channels, out_channels, 2 * f, stride=f, padding=f // 2,
+                                        groups=out_channels, bias=False)
+                bilinear_upsample_init(up)
+                self.up.append(up)
+        self.nodes = nn.ModuleList([
+            AggregationNode(2 * out_channels, out_channels, node_kernel, norm_layer=norm, deformable=deformable)
+            for _ in range(len(in_channels) - 1)])
+
+    def forward(self, inputs: List[torch.Tensor]) -> List[torch.Tensor]:
+        ups: List[torch.Tensor] = []
+        for i, (proj, up) in enumerate(zip(self.proj, self.up)):
+            ups.append(crop_to(up(proj(inputs[i])), inputs[0]))
+        x = ups[0]
+        outs: List[torch.Tensor] = []
+        for i, node in enumerate(self.nodes):
+            x = node([x, ups[i + 1]])
+            outs.append(x)
+        return outs
+
+
+class DLAUp(nn.Module):
+    """The iterative up-path over levels (ucbdrive's DLA-Up): coarse levels are merged into ever finer ones.
+
+    Stage ``k`` runs an :class:`IDAUp` over level ``j = n-2-k`` and everything coarser (already merged to level
+    ``j+1``), producing outputs at level ``j``'s resolution and width. ``forward`` returns one map per input level,
+    finest first: entry ``j`` aggregates levels ``j..n-1`` at the stride and width of level ``j`` (the coarsest
+    entry is the input itself). Entry 0 is the DLA-Up output used for segmentation.
+    """
+
+    def __init__(self, in_channels: Sequence[int], strides: Sequence[int], node_type: str = 'conv',
+                 norm_layer: Union[str, NormLayer, None] = None):
+        super().__init__()
+        n = len(in_channels)
+        if n < 2 or len(strides) != n:
+            raise ValueError(f'in_channels/strides: need the same number (>= 2) of levels, got {list(in_channels)} '
+                             f'and {list(strides)}')
+        if any(s2 % s1 for s1, s2 in zip(strides, strides[1:])):
+            raise ValueError(f'strides: each stride must divide the next, got {list(strides)}')
+        self.in_channels, self.strides = list(in_channels), list(strides)
+        chans, scales = list(in_channels), list(strides)
+        self.idas = nn.ModuleList()
+        for j in range(n - 2, -1, -1):
+            self.idas.append(IDAUp(chans[j:], [s // scales[j] for s in scales[j:]], in_channels[j],
+                                   node_type=node_type, norm_layer=norm_layer))
+            chans[j + 1:] = [in_channels[j]] * (n - j - 1)
+            scales[j + 1:] = [scales[j]] * (n - j - 1)
+
+    def forward(self, features: List[torch.Tensor]) -> List[torch.Tensor]:
+        n = len(self.in_channels)
+        layers = list(features)
+        pyramid = [features[-1]]
+        for k, ida in enumerate(self.idas):
+            j = n - 2 - k
+            merged = ida(layers[j:])
+            layers = layers[: j + 1] + merged
+            pyramid.insert(0, merged[-1])
+        return pyramid
+
+
+class DLASeg(nn.Module):
+    """Segmentation network of §4.2: DLA (optionally dilated) + DLA-Up back to stride ``down_ratio`` + classifier.
+
+    Args:
+        backbone: A variant name or a headless :class:`DLA` (``num_classes=0``).
+        num_classes: Segmentation classes.
+        down_ratio: Stride of the DLA-Up output, 2 or 4 (the classifier's logits are then resized to the input).
+        output_stride: Backbone output stride when ``backbone`` is a name (8 as in the paper, 16 or 32).
+        node_type: 'conv' or 'dcn' (modulated deformable) aggregation nodes in DLA-Up.
+        norm_layer: Norm for the backbone (when built here) and DLA-Up.
+    """
+
+    def __init__(self, backbone: Union[str, DLA] = 'dla34', num_classes: int = 19, down_ratio: int = 4,
+                 output_stride: int = 8, node_type: str = 'conv', norm_layer: Union[str, NormLayer, None] = None,
+                 checkpoint_path: Optional[str] = None):
+        super().__init__()
+        if down_ratio not in (2, 4):
+            raise ValueError(f'down_ratio: must be 2 or 4, got {down_ratio!r}')
+        if isinstance(backbone, str):
+            from .factory import create_dla
+
+            backbone = create_dla(backbone, num_classes=0, output_stride=output_stride, norm_layer=norm_layer,
+                                  checkpoint_path=checkpoint_path)
+        if not isinstance(backbone, DLA) or backbone.num_classes != 0:
+            raise ValueError('backbone: must be a variant name or a DLA built with num_classes=0')
+        self.backbone = backbone
+        self.first_level = down_ratio.bit_length() - 1
+        info = backbone.feature_info[self.first_level:]
+        self.neck = DLAUp([f['num_chs'] for f in info], [f['reduction'] for f in info], node_type=node_type,
+                          norm_layer=norm_layer)
+        self.classifier = nn.Conv2d(info[0]['num_chs'], num_classes, 1)
+        self.num_classes = num_classes
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feats = self.backbone.forward_levels(x)[self.first_level:]
+        logits = self.classifier(self.neck(feats)[0])
+        return F.interpolate(logits, size=x.shape[-2:], mode='bilinear', align_corners=False)
