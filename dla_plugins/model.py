@@ -228,7 +228,8 @@ class DLA(nn.Module):
             elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
-        if isinstance(self.fc, nn.Conv2d):
+        if isinstance(self.fc, nn.Conv2d):  # small logits at the start of training
+            nn.init.normal_(self.fc.weight, 0.0, 0.01)
             nn.init.zeros_(self.fc.bias)
 
     # --- timm-style model API -------------------------------------------------------------------------------------
@@ -254,6 +255,9 @@ class DLA(nn.Module):
         self.global_pool = GlobalPool(global_pool)
         self.head_hidden_size = self.num_features * self.global_pool.feat_mult()
         self.fc = self._make_fc(num_classes).to(device)
+        if isinstance(self.fc, nn.Conv2d):
+            nn.init.normal_(self.fc.weight, 0.0, 0.01)
+            nn.init.zeros_(self.fc.bias)
         self.flatten = nn.Flatten(1) if global_pool else nn.Identity()
 
     @torch.jit.unused
