@@ -89,10 +89,9 @@ def is_ucbdrive_layout(state_dict: Mapping[str, torch.Tensor], model: nn.Module)
 def convert_ucbdrive(state_dict: Mapping[str, torch.Tensor], model: nn.Module) -> tuple:
     """Convert a ucbdrive/dla state_dict to our (= timm's) layout, by rule.
 
-    Rules: (1) ucbdrive builds a ``project`` conv+BN in every tree whose input and output widths differ, but a tree
-    of depth > 1 never uses it (its first subtree projects instead): those keys are dropped. (2) BatchNorm
-    ``num_batches_tracked`` buffers, absent from pre-1.0 PyTorch checkpoints, are filled with 0. Nothing else
-    changes: every other key must then match the model exactly.
+    Rule: ucbdrive builds a ``project`` conv+BN in every tree whose input and output widths differ, but a tree of
+    depth > 1 never uses it (its first subtree projects instead): those keys are dropped. Nothing else changes
+    (its missing ``num_batches_tracked`` counters are handled by :func:`load_checkpoint` for every layout).
 
     Returns:
         (converted state_dict, list of dropped keys)
@@ -106,12 +105,19 @@ def convert_ucbdrive(state_dict: Mapping[str, torch.Tensor], model: nn.Module) -
             dropped.append(k)
         else:
             out[k] = v
-    for name, mod in model.named_modules():
-        if isinstance(mod, nn.modules.batchnorm._BatchNorm) and mod.track_running_stats:
-            key = f'{name}.num_batches_tracked'
-            if f'{name}.running_mean' in out and key not in out:
-                out[key] = torch.tensor(0, dtype=torch.long)
     return out, dropped
+
+
+def _align_bn_counters(state: StateDict, own: Mapping[str, torch.Tensor]) -> None:
+    """BatchNorm ``num_batches_tracked``: fill it (0) where old checkpoints lack it; drop it where the model's norm
+    is frozen (has running statistics but no counter). Only for norms present, with statistics, on both sides."""
+    suffix = '.num_batches_tracked'
+    for key in [k for k in own if k.endswith(suffix) and k not in state]:
+        if key[: -len(suffix)] + '.running_mean' in state:
+            state[key] = torch.zeros_like(own[key])
+    for key in [k for k in state if k.endswith(suffix) and k not in own]:
+        if key[: -len(suffix)] + '.running_mean' in own:
+            del state[key]
 
 
 def adapt_input_conv(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
@@ -155,6 +161,7 @@ def load_checkpoint(model: nn.Module, path_or_state_dict: Union[str, os.PathLike
     else:
         state = dict(state)
     own = model.state_dict()
+    _align_bn_counters(state, own)
     if drop_classifier:
         report.dropped_classifier = [k for k in state if k == classifier or k.startswith(classifier + '.')]
         for k in report.dropped_classifier:

@@ -83,6 +83,7 @@ class HDATree(nn.Module):
         self.project: nn.Module = nn.Identity()
         self.level_root = level_root
         self.depth = depth
+        self.in_channels, self.out_channels = cin, cout
         common = dict(dilation=dilation, norm_layer=norm_layer, **block_args)
         if depth == 1:
             block_cls = BLOCKS[block]
