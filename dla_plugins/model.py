@@ -193,8 +193,9 @@ class DLA(nn.Module):
             self.add_module(f'level{i}', tree)
             self.feature_info.append(dict(num_chs=channels[i], reduction=reduction, module=f'level{i}'))
 
-        self.num_features = self.head_hidden_size = channels[-1]
+        self.num_features = channels[-1]
         self.global_pool = GlobalPool(global_pool)
+        self.head_hidden_size = self.num_features * self.global_pool.feat_mult()  # width of forward_head(pre_logits)
         self.head_drop = nn.Dropout(drop_rate)
         self.fc = self._make_fc(num_classes)
         self.flatten = nn.Flatten(1) if global_pool else nn.Identity()

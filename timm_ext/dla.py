@@ -1,0 +1,131 @@
+"""DLA in timm's registry: pretrained cfgs, the build function and one ``@register_model`` entrypoint per variant.
+
+On import, timm's built-in DLA registrations are removed from timm's registry (deliberately, without timm's
+"Overwriting ... in registry" warning) and every variant of :data:`dla_plugins.VARIANTS` is registered under its
+timm name. Variants timm ships keep timm's pretrained tags and cfgs exactly (``dla60x.in1k`` on hub id
+``timm/dla60x.in1k``); variants timm lacks (``dla46_m``) are registered without weights.
+"""
+import logging
+from functools import partial
+from typing import Any, Callable, Dict, List, Mapping, Optional
+
+import torch
+import torch.nn as nn
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from timm.models import _registry as timm_registry
+from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+
+from dla_plugins import DLA, VARIANTS, DLAVariant, create_dla
+from dla_plugins.checkpoint import convert_ucbdrive, is_ucbdrive_layout
+
+__all__ = ['create_timm_dla', 'checkpoint_filter_fn', 'default_cfgs', 'REGISTERED', 'REPLACED', 'FEATURE_OUT_INDICES']
+
+_logger = logging.getLogger(__name__)
+
+# timm's DLA returns levels 1..5 (strides 2..32) from features_only by default; so do we.
+FEATURE_OUT_INDICES = (1, 2, 3, 4, 5)
+# Licences of timm's ImageNet weights where they differ from the code's BSD-3-Clause.
+_WEIGHT_LICENSES = {'dla60_res2net': 'unknown', 'dla60_res2next': 'unknown'}
+
+
+def _build_dla(variant: str, *, device: Optional[Any] = None, dtype: Optional[torch.dtype] = None,
+               bn_momentum: Optional[float] = None, bn_eps: Optional[float] = None, **kwargs: Any) -> DLA:
+    """Translate timm's model kwargs into :func:`dla_plugins.create_dla` arguments."""
+    if bn_momentum is not None or bn_eps is not None:
+        if kwargs.get('norm_layer') is not None:
+            raise ValueError('bn_momentum/bn_eps: cannot be combined with norm_layer; set them on the norm layer')
+        bn_args = {k: v for k, v in (('momentum', bn_momentum), ('eps', bn_eps)) if v is not None}
+        kwargs['norm_layer'] = partial(nn.BatchNorm2d, **bn_args)
+    model = create_dla(variant, **kwargs)
+    if device is not None or dtype is not None:
+        model.to(device=device, dtype=dtype)
+    return model
+
+
+def checkpoint_filter_fn(state_dict: Mapping[str, torch.Tensor], model: nn.Module) -> Dict[str, torch.Tensor]:
+    """Pretrained-weight filter: convert a ucbdrive/dla checkpoint to timm's layout by rule; timm's passes through.
+
+    The conversion is :func:`dla_plugins.convert_ucbdrive` (drops the ``project`` layers ucbdrive builds but never
+    uses, fills missing BN counters); loading stays strict.
+    """
+    state_dict = dict(state_dict)
+    if is_ucbdrive_layout(state_dict, model):
+        state_dict, dropped = convert_ucbdrive(state_dict, model)
+        _logger.info('ucbdrive layout converted: dropped %d unused project keys', len(dropped))
+    return state_dict
+
+
+def create_timm_dla(variant: str, pretrained: bool = False, **kwargs: Any) -> DLA:
+    """Build DLA ``variant`` through timm's ``build_model_with_cfg`` (pretrained cfgs, strict loading, features).
+
+    Accepts everything ``timm.create_model`` passes: ``num_classes``, ``in_chans``, ``global_pool``, ``drop_rate``,
+    ``output_stride`` (32/16/8), ``norm_layer``, ``bn_momentum``/``bn_eps``, ``device``/``dtype``,
+    ``features_only`` with ``out_indices`` (default levels 1-5) and ``feature_cls``, ``pretrained_cfg(_overlay)``.
+    """
+    return build_model_with_cfg(
+        partial(_build_dla, variant),
+        variant,
+        pretrained,
+        pretrained_strict=True,
+        pretrained_filter_fn=checkpoint_filter_fn,
+        feature_cfg=dict(out_indices=FEATURE_OUT_INDICES, flatten_sequential=False),
+        **kwargs,
+    )
+
+
+def _cfg(**kwargs: Any) -> Dict[str, Any]:
+    return {
+        'url': '', 'num_classes': 1000, 'input_size': (3, 224, 224), 'pool_size': (7, 7), 'crop_pct': 0.875,
+        'interpolation': 'bilinear', 'mean': IMAGENET_DEFAULT_MEAN, 'std': IMAGENET_DEFAULT_STD,
+        'first_conv': 'base_layer.0', 'classifier': 'fc', 'license': 'bsd-3-clause', **kwargs}
+
+
+def _variant_cfgs(v: DLAVariant) -> Dict[str, Dict[str, Any]]:
+    if v.in_timm:  # timm's ImageNet-1k weights, on timm's hub repo (the hub id is completed to 'timm/<name>.in1k')
+        licence = {'license': _WEIGHT_LICENSES[v.name]} if v.name in _WEIGHT_LICENSES else {}
+        return {f'{v.name}.in1k': _cfg(hf_hub_id='timm/', **licence)}
+    notes = (f"paper's {v.paper_name}" if v.paper_name else v.name, 'no pretrained weights (not in timm)')
+    return {v.name: _cfg(paper_ids='arXiv:1707.06484', notes=notes)}
+
+
+default_cfgs = generate_default_cfgs({k: c for v in VARIANTS.values() for k, c in _variant_cfgs(v).items()})
+
+
+def _forget_registration(name: str) -> bool:
+    """Remove ``name`` and all its tags from timm's registry; True if it was registered.
+
+    Deliberate replacement: timm's ``register_model`` warns "Overwriting ... in registry" on a clash, which would
+    print one warning per DLA on every ``import timm_ext``. Clearing timm's entries first registers ours silently.
+    """
+    if name not in timm_registry._model_entrypoints:
+        return False
+    del timm_registry._model_entrypoints[name]
+    module = timm_registry._model_to_module.pop(name, None)
+    if module is not None and module in timm_registry._module_to_models:
+        timm_registry._module_to_models[module].discard(name)
+    for tagged in [*timm_registry._model_with_tags.pop(name, []), name]:
+        timm_registry._model_pretrained_cfgs.pop(tagged, None)
+        timm_registry._model_has_pretrained.discard(tagged)
+    timm_registry._model_default_cfgs.pop(name, None)
+    return True
+
+
+def _make_entrypoint(v: DLAVariant) -> Callable[..., DLA]:
+    def entrypoint(pretrained: bool = False, **kwargs: Any) -> DLA:
+        return create_timm_dla(v.name, pretrained, **kwargs)
+
+    entrypoint.__name__ = entrypoint.__qualname__ = v.name
+    entrypoint.__module__ = __name__
+    paper = f" (paper's {v.paper_name})" if v.paper_name else ''
+    entrypoint.__doc__ = f'{v.name}{paper}: {v.block_desc} blocks, dla_plugins implementation.'
+    return entrypoint
+
+
+REPLACED: List[str] = []  # timm built-in names we replaced
+REGISTERED: List[str] = []  # every name we registered, table order
+for _v in VARIANTS.values():
+    if _forget_registration(_v.name):
+        REPLACED.append(_v.name)
+    globals()[_v.name] = register_model(_make_entrypoint(_v))
+    __all__.append(_v.name)
+    REGISTERED.append(_v.name)

@@ -1,0 +1,299 @@
+"""Train any registered DLA with timm's own parts: ``python -m timm_ext.train --data-dir DIR --model dla34 ...``.
+
+timm's ``create_dataset`` (ImageFolder layout ``DIR/train/<class>/*``, ``DIR/val/<class>/*``), ``create_loader``
+(timm transforms from the model's pretrained cfg), ``create_optimizer_v2``, ``create_scheduler_v2``, timm losses and
+``ModelEmaV3``; AMP on CUDA, channels_last, optional ``torch.compile``; DDP when started by ``torchrun``.
+Checkpoints are plain ``torch.save`` dicts of tensors and numbers (``last.pth``, ``best.pth``) that reload with
+``weights_only=True``, through ``timm.create_model(..., pretrained_cfg_overlay=dict(file=...))`` or
+``timm.models.load_checkpoint``.
+
+Also: ``--make-synthetic DIR`` writes the 4-class synthetic shapes ImageFolder; ``--demo`` makes one in a temporary
+directory, trains dla46_c on it for a few epochs on CPU and prints a one-line ``[timm]`` summary.
+"""
+import argparse
+import math
+import os
+import sys
+import tempfile
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import timm
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+from PIL import Image
+from timm.data import create_dataset, create_loader, resolve_data_config
+from timm.loss import LabelSmoothingCrossEntropy
+from timm.optim import create_optimizer_v2
+from timm.scheduler import create_scheduler_v2
+from timm.utils import ModelEmaV3, NativeScaler
+from tqdm.auto import tqdm
+
+from dla_plugins import DLA
+from dla_plugins.synthetic import SHAPE_CLASSES, render_shapes
+from timm_ext import checkpoint_filter_fn  # importing timm_ext registers the DLA models
+
+__all__ = ['build_parser', 'main', 'train', 'make_synthetic_imagefolder', 'demo']
+
+
+def make_synthetic_imagefolder(root: os.PathLike, num_train: int = 320, num_val: int = 128, image_size: int = 64,
+                               seed: int = 0) -> Path:
+    """Write the synthetic shapes as an ImageFolder: ``root/{train,val}/{square,disk,triangle,plus}/NNNNN.png``."""
+    root = Path(root)
+    for split, n, split_seed in (('train', num_train, seed), ('val', num_val, seed + 1)):
+        for name in SHAPE_CLASSES:
+            (root / split / name).mkdir(parents=True, exist_ok=True)
+        for i, sample in enumerate(render_shapes(n, (image_size, image_size), seed=split_seed)):
+            label = SHAPE_CLASSES[int(sample.labels[0])]
+            Image.fromarray(sample.image.numpy()).save(root / split / label / f'{i:05d}.png')
+    return root
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog='python -m timm_ext.train', description=__doc__.split('\n')[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument('--data-dir', help='ImageFolder root holding train/ and val/ (or validation/) splits')
+    p.add_argument('--model', default='dla46_c', help='any timm model name; DLA names are ours after import')
+    p.add_argument('--pretrained', action='store_true', help="load the model's pretrained weights (timm hub)")
+    p.add_argument('--initial-checkpoint', default=None, help='load these weights first (timm or ucbdrive layout)')
+    p.add_argument('--num-classes', type=int, default=None, help='default: number of class folders')
+    p.add_argument('--output-stride', type=int, default=32, choices=(8, 16, 32))
+    p.add_argument('--img-size', type=int, default=None, help="train/val size; default: the model cfg's")
+    p.add_argument('--epochs', type=int, default=10)
+    p.add_argument('-b', '--batch-size', type=int, default=32)
+    p.add_argument('--opt', default='sgd', help='timm optimizer name (create_optimizer_v2)')
+    p.add_argument('--lr', type=float, default=0.05)
+    p.add_argument('--momentum', type=float, default=0.9)
+    p.add_argument('--weight-decay', type=float, default=1e-4)
+    p.add_argument('--sched', default='cosine', help='timm scheduler name (create_scheduler_v2)')
+    p.add_argument('--warmup-epochs', type=int, default=1)
+    p.add_argument('--warmup-lr', type=float, default=1e-3)
+    p.add_argument('--min-lr', type=float, default=1e-5)
+    p.add_argument('--smoothing', type=float, default=0.1, help='label smoothing (0: plain cross-entropy)')
+    p.add_argument('--drop', type=float, default=0.0, help='dropout before the classifier')
+    p.add_argument('--scale', type=float, nargs=2, default=(0.5, 1.0), help='RandomResizedCrop scale range')
+    p.add_argument('--no-aug', action='store_true', help='no train augmentation (resize + centre crop only)')
+    p.add_argument('--model-ema', action='store_true', help='keep an EMA of the weights (ModelEmaV3)')
+    p.add_argument('--model-ema-decay', type=float, default=0.998)
+    p.add_argument('--amp', action='store_true', help='mixed precision on CUDA (bfloat16 if supported, else fp16)')
+    p.add_argument('--channels-last', action='store_true')
+    p.add_argument('--compile', action='store_true', help='torch.compile the model')
+    p.add_argument('--grad-checkpointing', action='store_true')
+    p.add_argument('--sync-bn', action='store_true', help='SyncBatchNorm across DDP processes')
+    p.add_argument('-j', '--workers', type=int, default=2)
+    p.add_argument('--device', default=None, help="default: 'cuda' if available, else 'cpu'")
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--threads', type=int, default=None, help='torch CPU threads (default: torch decides)')
+    p.add_argument('--output', default='output/timm_ext', help='checkpoint directory')
+    p.add_argument('--no-progress', action='store_true', help='no tqdm bars (one line per epoch only)')
+    p.add_argument('--make-synthetic', metavar='DIR', default=None,
+                   help='write the synthetic 4-class shapes ImageFolder to DIR and exit')
+    p.add_argument('--synthetic-train', type=int, default=320, help='images in the synthetic train split')
+    p.add_argument('--synthetic-val', type=int, default=128, help='images in the synthetic val split')
+    p.add_argument('--demo', action='store_true', help='synthetic data + short CPU training + [timm] summary line')
+    return p
+
+
+def _setup_distributed(device_arg: Optional[str]):
+    """(device, rank, world_size); initialises the process group when started by torchrun."""
+    world_size = int(os.environ.get('WORLD_SIZE', '1'))
+    local_rank = int(os.environ.get('LOCAL_RANK', '0'))
+    use_cuda = torch.cuda.is_available() if device_arg is None else device_arg.startswith('cuda')
+    if world_size > 1:
+        dist.init_process_group(backend='nccl' if use_cuda else 'gloo')
+        rank = dist.get_rank()
+    else:
+        rank = 0
+    if use_cuda:
+        device = torch.device('cuda', local_rank)
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device(device_arg or 'cpu')
+    return device, rank, world_size
+
+
+def _split_dir(root: Path, names: Sequence[str]) -> str:
+    for name in names:
+        if (root / name).is_dir():
+            return name
+    raise FileNotFoundError(f"data_dir: {root} has none of the split folders {list(names)}")
+
+
+def _evaluate(model: nn.Module, loader, device: torch.device, channels_last: bool, amp_ctx, world_size: int) -> float:
+    model.eval()
+    correct = torch.zeros((), device=device)
+    total = torch.zeros((), device=device)
+    with torch.no_grad():
+        for x, y in loader:
+            x, y = x.to(device), y.to(device)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with amp_ctx():
+                logits = model(x)
+            correct += (logits.argmax(1) == y).sum()
+            total += y.numel()
+    if world_size > 1:
+        dist.all_reduce(correct)
+        dist.all_reduce(total)
+    return (correct / total.clamp(min=1)).item()
+
+
+def _checkpoint(model: nn.Module, ema: Optional[ModelEmaV3], arch: str, epoch: int, accuracy: float) -> Dict[str, Any]:
+    """Tensors and plain numbers only, so ``torch.load(weights_only=True)`` reads it."""
+    ckpt: Dict[str, Any] = dict(arch=arch, epoch=epoch, val_accuracy=accuracy, state_dict=model.state_dict())
+    if ema is not None:
+        ckpt['state_dict_ema'] = ema.module.state_dict()
+    return ckpt
+
+
+def train(args: argparse.Namespace) -> Dict[str, Any]:
+    """Run the training described by ``args`` (see :func:`build_parser`); returns the final metrics."""
+    if not args.data_dir:
+        raise ValueError('data_dir: required (an ImageFolder root with train/ and val/), or use --make-synthetic')
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device, rank, world_size = _setup_distributed(args.device)
+    torch.manual_seed(args.seed + rank)
+    root = Path(args.data_dir)
+    train_split, val_split = _split_dir(root, ('train',)), _split_dir(root, ('val', 'validation'))
+    ds_train = create_dataset('', root=str(root), split=train_split, is_training=True)
+    ds_val = create_dataset('', root=str(root), split=val_split)
+    num_classes = args.num_classes or len(ds_train.reader.class_to_idx)
+
+    stride = dict(output_stride=args.output_stride) if args.output_stride != 32 else {}  # non-DLA models too
+    model = timm.create_model(args.model, pretrained=args.pretrained, num_classes=num_classes, drop_rate=args.drop,
+                              **stride)
+    if args.initial_checkpoint:  # strict; a ucbdrive-layout DLA checkpoint is converted by rule
+        filter_fn = checkpoint_filter_fn if isinstance(model, DLA) else None
+        timm.models.load_checkpoint(model, args.initial_checkpoint, strict=True, filter_fn=filter_fn)
+    if args.grad_checkpointing:
+        model.set_grad_checkpointing()
+    if args.sync_bn and world_size > 1:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    data_cfg = resolve_data_config(dict(img_size=args.img_size) if args.img_size else {}, model=model)
+    memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
+    model.to(device=device, memory_format=memory_format)
+    base_model = model
+
+    use_amp = args.amp and device.type == 'cuda'
+    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    scaler = NativeScaler() if use_amp and amp_dtype == torch.float16 else None
+
+    def amp_ctx():
+        return torch.autocast('cuda', dtype=amp_dtype) if use_amp else nullcontext()
+
+    loader_args = dict(input_size=data_cfg['input_size'], batch_size=args.batch_size, interpolation=data_cfg[
+        'interpolation'], mean=data_cfg['mean'], std=data_cfg['std'], num_workers=args.workers,
+        distributed=world_size > 1, use_prefetcher=False, persistent_workers=args.workers > 0, device=device)
+    loader_train = create_loader(ds_train, is_training=True, no_aug=args.no_aug, scale=tuple(args.scale),
+                                 **loader_args)
+    loader_val = create_loader(ds_val, is_training=False, crop_pct=data_cfg['crop_pct'], **loader_args)
+
+    optimizer = create_optimizer_v2(model, opt=args.opt, lr=args.lr, weight_decay=args.weight_decay,
+                                    momentum=args.momentum)
+    scheduler, num_epochs = create_scheduler_v2(
+        optimizer, sched=args.sched, num_epochs=args.epochs, warmup_epochs=args.warmup_epochs,
+        warmup_lr=args.warmup_lr, min_lr=args.min_lr, step_on_epochs=False, updates_per_epoch=len(loader_train))
+    criterion = LabelSmoothingCrossEntropy(args.smoothing) if args.smoothing > 0 else nn.CrossEntropyLoss()
+    ema = ModelEmaV3(base_model, decay=args.model_ema_decay) if args.model_ema else None
+
+    if args.compile:
+        model = torch.compile(model)
+    if world_size > 1:
+        model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda'
+                                                    else None)
+
+    out_dir = Path(args.output)
+    if rank == 0:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    show = rank == 0 and not args.no_progress
+    best, acc, acc_ema, updates, start = -1.0, 0.0, None, 0, time.time()
+    history: List[Dict[str, float]] = []
+    for epoch in range(num_epochs):
+        if world_size > 1 and hasattr(loader_train.sampler, 'set_epoch'):
+            loader_train.sampler.set_epoch(epoch)
+        model.train()
+        loss_sum, seen = 0.0, 0
+        bar = tqdm(loader_train, desc=f'{args.model} epoch {epoch + 1}/{num_epochs}', disable=not show, leave=False)
+        for x, y in bar:
+            x, y = x.to(device), y.to(device)
+            if args.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with amp_ctx():
+                loss = criterion(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler(loss, optimizer, parameters=model.parameters())
+            else:
+                loss.backward()
+                optimizer.step()
+            updates += 1
+            scheduler.step_update(num_updates=updates)
+            if ema is not None:
+                ema.update(base_model, step=updates)
+            loss_sum += loss.item() * y.shape[0]
+            seen += y.shape[0]
+            bar.set_postfix(loss=f'{loss_sum / seen:.3f}', lr=f"{optimizer.param_groups[0]['lr']:.4f}")
+        scheduler.step(epoch + 1)
+        acc = _evaluate(model, loader_val, device, args.channels_last, amp_ctx, world_size)
+        if ema is not None:
+            acc_ema = _evaluate(ema.module, loader_val, device, args.channels_last, amp_ctx, world_size)
+        history.append(dict(epoch=epoch + 1, train_loss=loss_sum / max(seen, 1), val_accuracy=acc))
+        if rank == 0:
+            ema_txt = f' | ema val acc {acc_ema:.3f}' if acc_ema is not None else ''
+            print(f'[{args.model}] epoch {epoch + 1}/{num_epochs} | train loss {loss_sum / max(seen, 1):.4f} | '
+                  f'val acc {acc:.3f}{ema_txt} | {time.time() - start:.0f}s', flush=True)
+            ckpt = _checkpoint(base_model, ema, args.model, epoch + 1, acc)
+            torch.save(ckpt, out_dir / 'last.pth')
+            if acc > best:
+                best = acc
+                torch.save(ckpt, out_dir / 'best.pth')
+    if world_size > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    return dict(model=args.model, val_accuracy=acc, best_accuracy=best, ema_val_accuracy=acc_ema, epochs=num_epochs,
+                num_classes=num_classes, seconds=time.time() - start, checkpoint=str(out_dir / 'last.pth'),
+                history=history, rank=rank)
+
+
+def demo(epochs: int = 4, model: str = 'dla46_c', progress: bool = True) -> Dict[str, Any]:
+    """``make demo``'s timm part: synthetic shapes, a short CPU training, a strict checkpoint reload, one summary."""
+    with tempfile.TemporaryDirectory(prefix='timm_ext_demo_') as tmp:
+        data = make_synthetic_imagefolder(Path(tmp) / 'shapes')
+        argv = ['--data-dir', str(data), '--model', model, '--epochs', str(epochs), '--img-size', '64',
+                '--workers', '0', '--device', 'cpu', '--output', str(Path(tmp) / 'out')]
+        res = train(build_parser().parse_args(argv + ([] if progress else ['--no-progress'])))
+        # the overlay's num_classes tells timm the checkpoint's head size (else it drops a head != 1000 classes)
+        overlay = dict(file=res['checkpoint'], num_classes=res['num_classes'])
+        reloaded = timm.create_model(model, pretrained=True, pretrained_cfg_overlay=overlay,
+                                     num_classes=res['num_classes']).state_dict()
+        saved = torch.load(res['checkpoint'], map_location='cpu', weights_only=True)['state_dict']
+        ok = reloaded.keys() == saved.keys() and all(torch.equal(reloaded[k], saved[k]) for k in saved)
+    print(f"[timm] {model} via timm.create_model + timm data/optim/sched: {res['epochs']} epochs, "
+          f"final val accuracy {res['val_accuracy']:.3f} (chance {1 / len(SHAPE_CLASSES):.2f}), "
+          f"{res['seconds']:.0f}s, checkpoint reloaded {'strictly' if ok else 'WITH DIFFERENCES'}", flush=True)
+    return res
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.demo:
+        demo(progress=not args.no_progress)
+        return 0
+    if args.make_synthetic:
+        root = make_synthetic_imagefolder(args.make_synthetic, args.synthetic_train, args.synthetic_val,
+                                          args.img_size or 64, args.seed)
+        print(f'wrote the synthetic shapes ImageFolder ({", ".join(SHAPE_CLASSES)}) to {root}')
+        return 0
+    res = train(args)
+    if res['rank'] == 0:
+        print(f"[timm] {res['model']}: final val accuracy {res['val_accuracy']:.3f}, best {res['best_accuracy']:.3f}, "
+              f"{res['seconds']:.0f}s; checkpoint {res['checkpoint']}", flush=True)
+    return 0 if math.isfinite(res['val_accuracy']) else 1
+
+
+if __name__ == '__main__':
+    sys.exit(main())
