@@ -1,17 +1,35 @@
-"""The ``dla-plugins`` command line: ``zoo``, ``demo`` (more subcommands are added by the bench/convert tools)."""
+"""The ``dla-plugins`` command line: ``zoo``, ``demo``, ``bench``, ``convert`` and ``export``."""
 import argparse
 import json
+import os
 import sys
-from typing import List, Optional
+import warnings
+from typing import Dict, List, Optional, Tuple
 
-__all__ = ['main', 'build_parser']
+import torch
+
+__all__ = ['main', 'build_parser', 'convert_checkpoint', 'infer_variant']
+
+
+def _variant_list(text: str) -> List[str]:
+    from .variants import resolve_variant
+
+    try:
+        return [resolve_variant(v.strip()).name for v in text.split(',') if v.strip()]
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from e
 
 
 def _cmd_zoo(args: argparse.Namespace) -> int:
-    from .zoo import format_rows, zoo_rows
+    from .zoo import GFLOPS_NOTE, format_rows, zoo_rows
 
-    rows = zoo_rows()
-    print(json.dumps(rows, indent=2) if args.format == 'json' else format_rows(rows, args.format))
+    rows = zoo_rows(args.variants, gflops=not args.no_gflops, img_size=args.img_size)
+    if args.format == 'json':
+        print(json.dumps(rows, indent=2))
+    else:
+        print(format_rows(rows, args.format))
+        if not args.no_gflops:
+            print(('\n' if args.format == 'md' else '') + GFLOPS_NOTE.format(size=args.img_size))
     return 0
 
 
@@ -24,22 +42,202 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import plot, run_bench, to_markdown
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    res = run_bench(args.variants, batch_size=args.batch_size, img_size=args.img_size, modes=args.modes.split(','),
+                    dtypes=args.dtypes.split(','), formats=args.formats.split(','), compile=args.compile,
+                    rounds=args.rounds, warmup=args.warmup, memory=not args.no_memory, device=args.device,
+                    progress=not args.no_progress)
+    os.makedirs(args.out, exist_ok=True)
+    paths = {ext: os.path.join(args.out, f'{args.name}.{ext}') for ext in ('json', 'md', 'png')}
+    with open(paths['json'], 'w') as f:
+        json.dump(res, f, indent=2)
+    md = to_markdown(res)
+    with open(paths['md'], 'w') as f:
+        f.write(md + '\n')
+    plot(res, paths['png'])
+    print(md)
+    print('\nwrote ' + ', '.join(paths.values()))
+    return 0
+
+
+def infer_variant(state: Dict[str, torch.Tensor]) -> Tuple[str, int]:
+    """Find the one variant whose model accepts ``state`` (timm or ucbdrive layout); returns (variant, classes).
+
+    Raises:
+        CheckpointError: no variant or several variants match.
+    """
+    from .checkpoint import CheckpointError, load_checkpoint
+    from .factory import create_dla
+    from .variants import VARIANTS
+
+    classes = int(state['fc.weight'].shape[0]) if 'fc.weight' in state else 0
+    stem = state.get('base_layer.0.weight')
+    matches = []
+    for name, v in VARIANTS.items():
+        if stem is not None and tuple(stem.shape[:1]) != (v.channels[0],):
+            continue
+        with torch.device('meta'):  # shapes only: no memory, no weight init cost
+            model = create_dla(name, num_classes=classes, in_chans=int(stem.shape[1]) if stem is not None else 3)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter('ignore')  # copying into meta tensors is a (warned) no-op
+                load_checkpoint(model, state)
+        except CheckpointError:
+            continue
+        matches.append(name)
+    if len(matches) != 1:
+        what = 'no DLA variant' if not matches else f'several variants ({", ".join(matches)})'
+        raise CheckpointError(f'checkpoint: {what} match its keys and shapes; pass --variant')
+    return matches[0], classes
+
+
+def convert_checkpoint(src: str, dst: str, variant: Optional[str] = None, progress: bool = True) -> Dict[str, object]:
+    """Convert a ucbdrive or timm checkpoint (.pth/.pt/.bin/.safetensors) to our safetensors, verified strictly.
+
+    The result is re-read and loaded strictly into a fresh model, and every tensor is compared with the source.
+    """
+    from safetensors.torch import save_file
+    from tqdm.auto import tqdm
+
+    from .checkpoint import CheckpointError, load_checkpoint, read_state_dict
+    from .factory import create_dla
+
+    if not dst.endswith('.safetensors'):
+        raise ValueError(f'DST: must end with .safetensors, got {dst!r}')
+    bar = tqdm(total=4, desc='convert', disable=not progress, leave=False)
+    state = read_state_dict(src)
+    bar.update()
+    classes = int(state['fc.weight'].shape[0]) if 'fc.weight' in state else 0
+    in_chans = int(state['base_layer.0.weight'].shape[1]) if 'base_layer.0.weight' in state else 3
+    if variant is None:
+        variant, classes = infer_variant(state)
+    model = create_dla(variant, num_classes=classes, in_chans=in_chans)
+    report = load_checkpoint(model, state)
+    bar.update()
+    out = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+    save_file(out, dst, metadata={'format': 'pt', 'variant': model.variant, 'source_layout': report.layout})
+    bar.update()
+    check = create_dla(variant, num_classes=classes, in_chans=in_chans)
+    load_checkpoint(check, read_state_dict(dst))
+    for k, v in check.state_dict().items():
+        if not torch.equal(v, out[k]):
+            raise CheckpointError(f'convert: {k} differs after the round trip')
+    bar.update()
+    bar.close()
+    return dict(variant=model.variant, num_classes=classes, layout=report.layout, keys=len(out),
+                dropped_unused=report.dropped_unused)
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    info = convert_checkpoint(args.src, args.dst, args.variant, progress=not args.no_progress)
+    dropped = info['dropped_unused']
+    print(f"converted {args.src} ({info['layout']} layout) -> {args.dst}: {info['variant']}, "
+          f"{info['num_classes']} classes, {info['keys']} tensors, loads strictly"
+          + (f'; dropped {len(dropped)} unused ucbdrive project keys' if dropped else ''))
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from .export import build_export_model, check_onnx, check_torchscript, export_onnx, export_torchscript
+
+    if not args.onnx and not args.torchscript:
+        raise SystemExit('dla-plugins export: give --onnx PATH and/or --torchscript PATH')
+    size = (args.img_size, args.img_size)
+    model = build_export_model(args.variant, args.what, args.num_classes, args.node_type, args.checkpoint)
+    steps = [s for s, p in (('onnx', args.onnx), ('torchscript', args.torchscript)) if p]
+    for step in tqdm(steps, desc='export', disable=args.no_progress, leave=False):
+        if step == 'onnx':
+            export_onnx(model, args.onnx, size)
+            diff = check_onnx(model, args.onnx, size)
+            print(f'wrote {args.onnx}; onnxruntime matches eager (max abs diff {diff:.2e})')
+        else:
+            export_torchscript(model, args.torchscript)
+            diff = check_torchscript(model, args.torchscript, size)
+            print(f'wrote {args.torchscript}; TorchScript matches eager (max abs diff {diff:.2e})')
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from .variants import list_variants
+
     p = argparse.ArgumentParser(prog='dla-plugins', description='Deep Layer Aggregation tools.')
     sub = p.add_subparsers(dest='command', required=True)
-    z = sub.add_parser('zoo', help='list every variant with its params and feature levels')
+    z = sub.add_parser('zoo', help='list every variant with its params, GFLOPs and feature levels',
+                       description='Every variant: paper name, block, params (ours / paper / timm), GFLOPs (fvcore, '
+                                   'MACs), feature channels and strides.')
     z.add_argument('--format', choices=('table', 'json', 'md'), default='table')
+    z.add_argument('--variants', type=_variant_list, default=None, help='comma-separated subset (default: all)')
+    z.add_argument('--img-size', type=int, default=224, help='image size for GFLOPs (default 224)')
+    z.add_argument('--no-gflops', action='store_true', help='skip the (slow) fvcore FLOP count')
     z.set_defaults(func=_cmd_zoo)
+
     d = sub.add_parser('demo', help='train a small DLA on synthetic shapes (CPU, ~1 minute)')
     d.add_argument('--variant', default='dla46_c')
     d.add_argument('--epochs', type=int, default=3)
     d.set_defaults(func=_cmd_demo)
+
+    b = sub.add_parser('bench', help="throughput and memory: ours vs timm's built-in DLA (same weights)",
+                       description="Interleaved benchmark of ours vs timm's DLA (same weights, same process). Each "
+                                   'side is reported at its best configuration; ratios are medians of per-round '
+                                   'ratios. Writes NAME.json, NAME.md and NAME.png into --out.')
+    b.add_argument('--variants', type=_variant_list, default=['dla34'], help='comma-separated (default dla34)')
+    b.add_argument('--batch-size', type=int, default=8)
+    b.add_argument('--img-size', type=int, default=224)
+    b.add_argument('--modes', default='eval,train', help="comma-separated of 'eval', 'train'")
+    b.add_argument('--dtypes', default='fp32', help="comma-separated of 'fp32', 'bf16' (autocast)")
+    b.add_argument('--formats', default='nchw,cl', help="memory formats: comma-separated of 'nchw', 'cl'")
+    b.add_argument('--compile', action='store_true', help='torch.compile both sides (slow on CPU)')
+    b.add_argument('--rounds', type=int, default=5, help='timed rounds (each times every config once)')
+    b.add_argument('--warmup', type=int, default=1)
+    b.add_argument('--no-memory', action='store_true', help='skip the peak training memory subprocesses')
+    b.add_argument('--device', default=None, help='cpu or cuda (default: cuda if available)')
+    b.add_argument('--threads', type=int, default=0, help='torch threads (default: torch default)')
+    b.add_argument('--out', default='output/bench', help='output folder (default output/bench, git-ignored)')
+    b.add_argument('--name', default='bench')
+    b.add_argument('--no-progress', action='store_true')
+    b.set_defaults(func=_cmd_bench)
+
+    c = sub.add_parser('convert', help='ucbdrive/timm checkpoint -> our safetensors (verified strict load)',
+                       description='Convert a ucbdrive/dla or timm checkpoint to safetensors in our (= timm) layout. '
+                                   'The variant is inferred from key shapes unless --variant is given.')
+    c.add_argument('src', help='.pth/.pt/.bin/.safetensors checkpoint (loaded with weights_only=True)')
+    c.add_argument('dst', help='output .safetensors')
+    c.add_argument('--variant', default=None, choices=list_variants(), metavar='VARIANT',
+                   help='one of: ' + ', '.join(list_variants()))
+    c.add_argument('--to', default='timm', choices=('timm', 'ours'), help='target layout (identical)')
+    c.add_argument('--no-progress', action='store_true')
+    c.set_defaults(func=_cmd_convert)
+
+    e = sub.add_parser('export', help='ONNX / TorchScript export, checked against onnxruntime / eager',
+                       description='Export a classifier, backbone (six level outputs) or DLASeg (conv or deformable '
+                                   'nodes) and check the exported outputs against the eager model.')
+    e.add_argument('variant', choices=list_variants(), metavar='VARIANT', help='one of: ' + ', '.join(list_variants()))
+    e.add_argument('--onnx', default=None, help='output .onnx path')
+    e.add_argument('--torchscript', default=None, help='output TorchScript .pt path')
+    e.add_argument('--what', choices=('classifier', 'backbone', 'seg'), default='classifier')
+    e.add_argument('--node-type', choices=('conv', 'dcn'), default='conv', help='DLASeg aggregation nodes')
+    e.add_argument('--num-classes', type=int, default=None)
+    e.add_argument('--checkpoint', default=None, help='weights to load (timm/ucbdrive layout)')
+    e.add_argument('--img-size', type=int, default=224,
+                   help='size of the check input (batch and spatial axes are dynamic)')
+    e.add_argument('--no-progress', action='store_true')
+    e.set_defaults(func=_cmd_export)
     return p
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (ValueError, RuntimeError) as e:  # CheckpointError and ExportError are RuntimeErrors
+        print(f'dla-plugins {args.command}: error: {e}', file=sys.stderr)
+        return 2
 
 
 if __name__ == '__main__':

@@ -112,10 +112,10 @@ class HDATree(nn.Module):
 
 
 @contextmanager
-def _frozen_norm_stats(module: nn.Module) -> Iterator[None]:
+def _frozen_norm_stats(*modules: nn.Module) -> Iterator[None]:
     """Restore BatchNorm running statistics on exit: a checkpoint recomputation must not count a batch twice."""
-    saved = [(b, b.detach().clone()) for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
-             for b in m.buffers()]
+    saved = [(b, b.detach().clone()) for mod in modules for m in mod.modules()
+             if isinstance(m, nn.modules.batchnorm._BatchNorm) for b in m.buffers()]
     try:
         yield
     finally:
@@ -124,9 +124,14 @@ def _frozen_norm_stats(module: nn.Module) -> Iterator[None]:
                 buf.copy_(value)
 
 
-def _checkpoint_level(level: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    return checkpoint(level, x, use_reentrant=False,
-                      context_fn=lambda: (nullcontext(), _frozen_norm_stats(level)))
+def _checkpointed(x: torch.Tensor, *modules: nn.Module) -> torch.Tensor:
+    """Run ``modules`` in sequence under non-reentrant activation checkpointing."""
+    def run(t: torch.Tensor) -> torch.Tensor:
+        for mod in modules:
+            t = mod(t)
+        return t
+
+    return checkpoint(run, x, use_reentrant=False, context_fn=lambda: (nullcontext(), _frozen_norm_stats(*modules)))
 
 
 class DLA(nn.Module):
@@ -276,15 +281,20 @@ class DLA(nn.Module):
 
     @torch.jit.unused
     def _forward_levels_py(self, x: torch.Tensor, last: int = NUM_LEVELS - 1) -> List[torch.Tensor]:
-        """Python path: the stem and levels 0..last, checkpointed when enabled and training."""
-        x = self.base_layer(x)
+        """Python path: the stem and levels 0..last; checkpointed per level when enabled and grads are on.
+
+        The full-resolution stem is recomputed together with level0 (measured: less peak memory than storing the
+        stem's output as a segment boundary).
+        """
+        ckpt = self.grad_checkpointing and torch.is_grad_enabled()
         out: List[torch.Tensor] = []
         for i in range(last + 1):
-            level = getattr(self, f'level{i}')
-            if self.grad_checkpointing and torch.is_grad_enabled():
-                x = _checkpoint_level(level, x)
+            mods = [self.base_layer, self.level0] if i == 0 else [getattr(self, f'level{i}')]
+            if ckpt:
+                x = _checkpointed(x, *mods)
             else:
-                x = level(x)
+                for mod in mods:
+                    x = mod(x)
             out.append(x)
         return out
 

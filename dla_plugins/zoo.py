@@ -1,31 +1,69 @@
-"""The model zoo table: architecture facts per variant (params ours vs paper vs timm, feature channels/strides)."""
-from typing import Any, Dict, List
+"""The model zoo table: architecture facts per variant (params ours vs paper vs timm, GFLOPs, feature levels).
+
+GFLOPs are counted by fvcore's ``FlopCountAnalysis``, which counts one fused multiply-add as one flop: the figures
+are multiply-accumulates (MACs), as in most papers' "FLOPs" columns; multiply by 2 for floating-point operations.
+"""
+import logging
+from typing import Any, Dict, List, Optional, Sequence
+
+import torch
 
 from .factory import create_dla
-from .variants import VARIANTS
+from .variants import VARIANTS, resolve_variant
 
-__all__ = ['zoo_rows', 'format_rows']
+__all__ = ['zoo_rows', 'format_rows', 'count_gflops', 'GFLOPS_NOTE']
+
+GFLOPS_NOTE = ('gflops: fvcore FlopCountAnalysis at {size}x{size}, which counts one fused multiply-add as one flop '
+               '(i.e. GMACs; x2 for floating-point operations).')
+
+
+def count_gflops(variant: str, img_size: int = 224, model: Optional[torch.nn.Module] = None) -> float:
+    """GMACs (fvcore 'flops': one multiply-add = 1) of one ``img_size`` x ``img_size`` image through the classifier.
+
+    Raises:
+        ImportError: fvcore is not installed (``pip install dla-plugins[bench]``).
+    """
+    try:
+        from fvcore.nn import FlopCountAnalysis
+    except ImportError as e:
+        raise ImportError('count_gflops needs fvcore: pip install "dla-plugins[bench]"') from e
+    model = create_dla(resolve_variant(variant).name) if model is None else model
+    model.eval()
+    logging.getLogger('fvcore').setLevel(logging.ERROR)
+    with torch.no_grad():
+        fca = FlopCountAnalysis(model, torch.zeros(1, 3, img_size, img_size))
+        fca.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+        return fca.total() / 1e9
 
 
 def _params(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def zoo_rows() -> List[Dict[str, Any]]:
-    """One dict per variant. timm's parameter count is measured on timm's own model when timm is installed."""
+def zoo_rows(variants: Optional[Sequence[str]] = None, gflops: bool = True, img_size: int = 224
+             ) -> List[Dict[str, Any]]:
+    """One dict per variant (all by default). timm's parameter count is measured on timm's own model when timm is
+    installed; ``gflops`` (GMACs at ``img_size``, see :func:`count_gflops`) needs fvcore and is None without it."""
     try:
         import timm.models.dla as timm_dla  # the built-in module, whatever the registry holds
     except ImportError:
         timm_dla = None
     rows = []
-    for v in VARIANTS.values():
+    names = list(VARIANTS) if variants is None else [resolve_variant(n).name for n in variants]
+    for v in (VARIANTS[n] for n in names):
         model = create_dla(v.name)
+        flops = None
+        if gflops:
+            try:
+                flops = count_gflops(v.name, img_size, model)
+            except ImportError:
+                flops = None
         timm_params = None
         if timm_dla is not None and v.in_timm:
             timm_params = _params(getattr(timm_dla, v.name)())
         rows.append(dict(
             name=v.name, paper_name=v.paper_name or '', block=v.block_desc, params=_params(model),
-            paper_params=v.paper_params, timm_params=timm_params,
+            paper_params=v.paper_params, timm_params=timm_params, **({'gflops': flops} if gflops else {}),
             channels=[f['num_chs'] for f in model.feature_info], strides=[f['reduction'] for f in model.feature_info]))
     return rows
 

@@ -1,0 +1,365 @@
+"""``dla-plugins bench``: ours vs timm's built-in DLA, same weights, same process, interleaved measurements.
+
+Every configuration of both sides (memory format, our fused inference path, dtype) is timed once per round, rounds
+repeat, and each figure is a median over rounds; ratios are medians of the per-round ratios (both sides share the
+machine's load in every round). Peak training memory is measured in a fresh subprocess per model (CPU: growth of
+the peak RSS during one training step; CUDA: ``torch.cuda.max_memory_allocated``).
+"""
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from contextlib import nullcontext
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+__all__ = ['run_bench', 'gemm_flops', 'measure_train_memory', 'to_markdown', 'plot']
+
+DTYPES = ('fp32', 'bf16')
+FORMATS = {'nchw': torch.contiguous_format, 'cl': torch.channels_last}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def timm_reference(name: str, **kwargs: Any) -> nn.Module:
+    """timm's built-in DLA, from ``timm.models.dla`` itself (the registry may hold ours via timm_ext)."""
+    import timm.models.dla as timm_dla
+
+    if not hasattr(timm_dla, name):
+        raise ValueError(f'variant: timm has no DLA named {name!r}')
+    return getattr(timm_dla, name)(**kwargs)
+
+
+def gemm_flops(device: torch.device, dtype: torch.dtype = torch.float32, n: int = 1024, iters: int = 10) -> float:
+    """Measured dense-GEMM throughput (FLOP/s, 2 flops per multiply-add): the machine's practical ceiling."""
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    for _ in range(2):
+        a @ b
+    _sync(device)
+    times = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        a @ b
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return 2 * n ** 3 / min(times)
+
+
+def _autocast(device: torch.device, dtype: str):
+    if dtype == 'bf16':
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def _rounds(fns: Dict[str, Callable[[], Any]], rounds: int, warmup: int, device: torch.device, desc: str,
+            progress: bool) -> Dict[str, List[float]]:
+    from tqdm.auto import tqdm
+
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    _sync(device)
+    times: Dict[str, List[float]] = {k: [] for k in fns}
+    for _ in tqdm(range(rounds), desc=desc, disable=not progress, leave=False):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            _sync(device)
+            times[k].append(time.perf_counter() - t0)
+    return times
+
+
+def _best(times: Dict[str, List[float]], keys: Sequence[str]) -> str:
+    return min(keys, key=lambda k: statistics.median(times[k]))
+
+
+def _paired_ratio(times: Dict[str, List[float]], ours: str, theirs: str) -> float:
+    """Median over rounds of time(theirs)/time(ours): > 1 means ours is faster."""
+    return statistics.median(t / o for t, o in zip(times[theirs], times[ours]))
+
+
+def _flops(name: str, size: int) -> Optional[float]:
+    try:
+        from .zoo import count_gflops
+    except ImportError:
+        return None
+    try:
+        return count_gflops(name, size) * 1e9
+    except ImportError:
+        return None
+
+
+def measure_train_memory(impl: str, variant: str, batch_size: int, img_size: int, device: str = 'cpu',
+                         memory_format: str = 'cl', grad_checkpointing: bool = False) -> Dict[str, float]:
+    """Peak memory of one training step (forward, backward, SGD step) in a fresh subprocess.
+
+    CPU: after a full-size warm-up step, the kernel's peak-RSS mark is reset and the growth of the peak RSS over
+    the RSS before the second step is reported (MiB); large blocks are mmapped so RSS follows live memory.
+    CUDA: max_memory_allocated minus the memory allocated before the step (MiB).
+    """
+    cmd = [sys.executable, '-m', 'dla_plugins.bench', '--_memory-child', impl, variant, str(batch_size),
+           str(img_size), device, memory_format, str(int(grad_checkpointing))]
+    env = dict(os.environ)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env['PYTHONPATH'] = root + os.pathsep + env.get('PYTHONPATH', '')
+    env.setdefault('MALLOC_MMAP_THRESHOLD_', '65536')  # large blocks are mmapped and unmapped on free: RSS ~ live
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f'memory measurement failed for {impl}/{variant}: {out.stderr[-2000:]}')
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _status_mib(field: str) -> float:
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith(field + ':'):
+                return int(line.split()[1]) / 1024  # kB
+    raise RuntimeError(f'/proc/self/status has no {field}')
+
+
+def _reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS mark (VmHWM) of this process; False where that is not possible."""
+    try:
+        with open('/proc/self/clear_refs', 'w') as f:
+            f.write('5')
+        return True
+    except OSError:
+        return False
+
+
+def _memory_child(impl: str, variant: str, batch_size: int, img_size: int, device: str, memory_format: str,
+                  grad_checkpointing: bool) -> Dict[str, float]:
+    torch.manual_seed(0)
+    dev = torch.device(device)
+    model = _build(impl, variant).to(dev).train()
+    if grad_checkpointing:
+        model.set_grad_checkpointing(True)
+    fmt = FORMATS[memory_format]
+    model = model.to(memory_format=fmt)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    x = torch.randn(batch_size, 3, img_size, img_size, device=dev).contiguous(memory_format=fmt)
+    y = torch.randint(0, 1000, (batch_size,), device=dev)
+
+    def step() -> None:
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    step()  # warm-up at full size: optimizer state, oneDNN primitive caches, allocator pools
+    if dev.type == 'cuda':
+        torch.cuda.synchronize(dev)
+        torch.cuda.reset_peak_memory_stats(dev)
+        before = torch.cuda.memory_allocated(dev)
+        step()
+        torch.cuda.synchronize(dev)
+        peak = (torch.cuda.max_memory_allocated(dev) - before) / 2 ** 20
+    else:
+        reset = _reset_peak_rss()
+        before = _status_mib('VmRSS')
+        step()
+        if reset:
+            peak = _status_mib('VmHWM') - before
+        else:  # no /proc/self/clear_refs: the process-lifetime peak (includes the warm-up step)
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - before
+    return dict(peak_mib=round(peak, 1))
+
+
+def _build(impl: str, variant: str) -> nn.Module:
+    if impl == 'timm':
+        return timm_reference(variant)
+    from .factory import create_dla
+
+    return create_dla(variant)
+
+
+def run_bench(variants: Sequence[str] = ('dla34',), batch_size: int = 8, img_size: int = 224,
+              modes: Sequence[str] = ('eval', 'train'), dtypes: Sequence[str] = ('fp32',),
+              formats: Sequence[str] = ('nchw', 'cl'), compile: bool = False, rounds: int = 5, warmup: int = 1,
+              memory: bool = True, device: Optional[str] = None, progress: bool = True) -> Dict[str, Any]:
+    """Benchmark ours against timm's DLA; returns a JSON-able dict (see ``docs/benchmarks.md``)."""
+    from .fuse import optimize_for_inference
+
+    for d in dtypes:
+        if d not in DTYPES:
+            raise ValueError(f'dtypes: unknown dtype {d!r}; allowed: {list(DTYPES)}')
+    for f in formats:
+        if f not in FORMATS:
+            raise ValueError(f'formats: unknown memory format {f!r}; allowed: {list(FORMATS)}')
+    for m in modes:
+        if m not in ('eval', 'train'):
+            raise ValueError(f"modes: unknown mode {m!r}; allowed: ['eval', 'train']")
+    dev = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
+    result: Dict[str, Any] = dict(
+        machine=dict(platform=platform.platform(), processor=platform.processor() or platform.machine(),
+                     cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads(), device=str(dev),
+                     device_name=torch.cuda.get_device_name(dev) if dev.type == 'cuda' else platform.machine(),
+                     loadavg_start=list(os.getloadavg())),
+        versions=dict(python=platform.python_version(), torch=torch.__version__),
+        settings=dict(variants=list(variants), batch_size=batch_size, img_size=img_size, modes=list(modes),
+                      dtypes=list(dtypes), formats=list(formats), compile=compile, rounds=rounds, warmup=warmup),
+        gemm_flops={d: gemm_flops(dev, torch.float32 if d == 'fp32' else torch.bfloat16) for d in dtypes},
+        results=[])
+    try:
+        import timm
+
+        result['versions']['timm'] = timm.__version__
+    except ImportError:
+        pass
+    for name in variants:
+        torch.manual_seed(0)
+        theirs = timm_reference(name).to(dev)
+        from .factory import create_dla
+
+        ours = create_dla(name).to(dev)
+        ours.load_state_dict(theirs.state_dict(), strict=True)
+        fwd_flops = _flops(name, img_size)
+        x = torch.randn(batch_size, 3, img_size, img_size, device=dev)
+        y = torch.randint(0, 1000, (batch_size,), device=dev)
+        for mode in modes:
+            for dtype in dtypes:
+                entry = _bench_one(name, mode, dtype, ours, theirs, x, y, formats, compile, rounds, warmup, dev,
+                                   progress, optimize_for_inference)
+                if fwd_flops:
+                    flops = fwd_flops * 2 * batch_size * (1 if mode == 'eval' else 3)  # train ~ fwd + 2x bwd
+                    for side in ('ours', 'timm'):
+                        t = entry[side]['best_s']
+                        entry[side]['tflops'] = flops / t / 1e12
+                        entry[side]['fraction_of_gemm_peak'] = flops / t / result['gemm_flops'][dtype]
+                result['results'].append(entry)
+        if memory and 'train' in modes:
+            fmt = 'cl' if 'cl' in formats else formats[0]
+            mem = dict(timm=measure_train_memory('timm', name, batch_size, img_size, str(dev), fmt),
+                       ours=measure_train_memory('ours', name, batch_size, img_size, str(dev), fmt),
+                       ours_grad_ckpt=measure_train_memory('ours', name, batch_size, img_size, str(dev), fmt, True))
+            mem['ckpt_vs_timm'] = mem['ours_grad_ckpt']['peak_mib'] / max(mem['timm']['peak_mib'], 1e-9)
+            result['results'].append(dict(variant=name, mode='train_memory', memory_format=fmt, **mem))
+    result['machine']['loadavg_end'] = list(os.getloadavg())
+    return result
+
+
+def _bench_one(name, mode, dtype, ours, theirs, x, y, formats, compile, rounds, warmup, dev, progress,
+               optimize_for_inference) -> Dict[str, Any]:
+    fns: Dict[str, Callable[[], Any]] = {}
+    sides: Dict[str, List[str]] = {'ours': [], 'timm': []}
+    xs = {f: x.contiguous(memory_format=FORMATS[f]) for f in formats}
+    for f in formats:
+        for side, base in (('ours', ours), ('timm', theirs)):
+            m = base.to(memory_format=FORMATS[f])
+            import copy
+
+            m = copy.deepcopy(m)
+            variants = [('', m)]
+            if mode == 'eval' and side == 'ours':
+                variants.append(('fused', optimize_for_inference(base, memory_format='channels_last' if f == 'cl'
+                                                                 else 'contiguous')))
+            for tag, mod in variants:
+                key = f'{side}:{f}' + (f':{tag}' if tag else '')
+                if compile:
+                    mod = torch.compile(mod, fullgraph=True)
+                    key += ':compiled'
+                fns[key] = _step_fn(mod, mode, dtype, xs[f], y, dev)
+                sides[side].append(key)
+    desc = f'{name} {mode} {dtype}' + (' compiled' if compile else '')
+    times = _rounds(fns, rounds, warmup, dev, desc, progress)
+    best = {s: _best(times, ks) for s, ks in sides.items()}
+    bs = x.shape[0]
+    entry: Dict[str, Any] = dict(variant=name, mode=mode, dtype=dtype, compiled=compile,
+                                 configs={k: dict(median_s=statistics.median(v), img_s=bs / statistics.median(v))
+                                          for k, v in times.items()})
+    for side in ('ours', 'timm'):
+        med = statistics.median(times[best[side]])
+        entry[side] = dict(best=best[side], best_s=med, img_s=bs / med)
+    entry['speedup'] = _paired_ratio(times, best['ours'], best['timm'])
+    return entry
+
+
+def _step_fn(model: nn.Module, mode: str, dtype: str, x: torch.Tensor, y: torch.Tensor, dev: torch.device):
+    if mode == 'eval':
+        model.eval()
+
+        def run():
+            with torch.inference_mode(), _autocast(dev, dtype):
+                return model(x)
+        return run
+    model.train()
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-4, momentum=0.9)
+
+    def step():
+        with _autocast(dev, dtype):
+            loss = F.cross_entropy(model(x).float(), y)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return step
+
+
+def to_markdown(result: Dict[str, Any]) -> str:
+    """Render a bench result as a markdown table (img/s, ratio, fraction of the GEMM peak, memory)."""
+    lines = ['| variant | mode | dtype | compiled | ours img/s (best config) | timm img/s (best config) | ours/timm '
+             '| ours % of GEMM peak | timm % of GEMM peak |', '|---|---|---|---|---|---|---|---|---|']
+    mem_lines = []
+    for r in result['results']:
+        if r['mode'] == 'train_memory':
+            mem_lines.append(f"| {r['variant']} | {r['memory_format']} | {r['timm']['peak_mib']:.0f} | "
+                             f"{r['ours']['peak_mib']:.0f} | {r['ours_grad_ckpt']['peak_mib']:.0f} | "
+                             f"{r['ckpt_vs_timm']:.2f} |")
+            continue
+        pct = {s: (f"{100 * r[s]['fraction_of_gemm_peak']:.0f}%" if 'fraction_of_gemm_peak' in r[s] else '-')
+               for s in ('ours', 'timm')}
+        lines.append(f"| {r['variant']} | {r['mode']} | {r['dtype']} | {'yes' if r['compiled'] else 'no'} | "
+                     f"{r['ours']['img_s']:.1f} ({r['ours']['best']}) | {r['timm']['img_s']:.1f} ({r['timm']['best']}) "
+                     f"| {r['speedup']:.2f}x | {pct['ours']} | {pct['timm']} |")
+    s = result['settings']
+    m = result['machine']
+    head = (f"batch {s['batch_size']}, {s['img_size']}x{s['img_size']}, {s['rounds']} rounds, device {m['device']} "
+            f"({m['device_name']}, {m['torch_threads']} threads), load average {m['loadavg_start'][0]:.1f} at start, "
+            f"{m['loadavg_end'][0]:.1f} at end. GEMM peak: "
+            + ', '.join(f'{k} {v / 1e9:.0f} GFLOP/s' for k, v in result['gemm_flops'].items()) + '.')
+    out = head + '\n\n' + '\n'.join(lines)
+    if mem_lines:
+        out += ('\n\nPeak training-step memory (MiB):\n\n| variant | format | timm | ours | ours + grad checkpointing '
+                '| ckpt/timm |\n|---|---|---|---|---|---|\n' + '\n'.join(mem_lines))
+    return out
+
+
+def plot(result: Dict[str, Any], path: str) -> None:
+    """Bar chart of img/s, ours vs timm, one group per (variant, mode, dtype, compiled)."""
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in result['results'] if r['mode'] != 'train_memory']
+    labels = [f"{r['variant']}\n{r['mode']} {r['dtype']}" + ('\ncompiled' if r['compiled'] else '') for r in rows]
+    xs = range(len(rows))
+    fig, ax = plt.subplots(figsize=(max(4, 1.4 * len(rows) + 1), 4))
+    ax.bar([i - 0.2 for i in xs], [r['ours']['img_s'] for r in rows], 0.4, label='dla_plugins (best config)')
+    ax.bar([i + 0.2 for i in xs], [r['timm']['img_s'] for r in rows], 0.4, label='timm (best config)')
+    for i, r in enumerate(rows):
+        ax.text(i, max(r['ours']['img_s'], r['timm']['img_s']), f"{r['speedup']:.2f}x", ha='center', va='bottom')
+    ax.set_xticks(list(xs))
+    ax.set_xticklabels(labels, fontsize=8)
+    ax.set_ylabel('images / s')
+    s = result['settings']
+    ax.set_title(f"DLA throughput, batch {s['batch_size']}, {s['img_size']}px, {result['machine']['device']}")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+if __name__ == '__main__':
+    if len(sys.argv) == 9 and sys.argv[1] == '--_memory-child':
+        a = sys.argv[2:]
+        print(json.dumps(_memory_child(a[0], a[1], int(a[2]), int(a[3]), a[4], a[5], bool(int(a[6])))))

@@ -1,0 +1,190 @@
+"""ONNX and TorchScript export of a DLA classifier, backbone (all six levels) or DLASeg, checked numerically.
+
+ONNX export uses the TorchScript-based exporter (``dynamo=False``), which needs no onnxscript; the exported graph
+is run with onnxruntime and compared with the eager model. Deformable aggregation nodes export through
+torchvision's ``deform_conv2d`` op, for which this module registers a symbolic emitting ONNX ``DeformConv``
+(opset 19; torchvision ships none); onnxruntime's CPU provider runs it.
+"""
+import os
+import warnings
+from typing import Any, Dict, List, Optional, Tuple, Union
+
+import torch
+import torch.nn as nn
+
+from .factory import create_dla
+from .model import DLA
+from .up import DLASeg
+
+__all__ = ['EXPORT_TARGETS', 'ExportError', 'BackboneLevels', 'build_export_model', 'export_onnx', 'export_torchscript',
+           'check_onnx', 'check_torchscript']
+
+EXPORT_TARGETS = ('classifier', 'backbone', 'seg')
+ONNX_OPSET = 17
+ONNX_OPSET_DEFORM = 19  # first opset with DeformConv
+
+
+class ExportError(RuntimeError):
+    """Export is impossible for this model/target, or the exported model's outputs disagree with the eager ones."""
+
+
+class BackboneLevels(nn.Module):
+    """A headless DLA whose forward returns the six level outputs (strides 1..32) as a tuple: exportable."""
+
+    def __init__(self, backbone: DLA):
+        super().__init__()
+        self.backbone = backbone
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        b = self.backbone
+        x = b.base_layer(x)
+        outs: List[torch.Tensor] = []
+        for level in (b.level0, b.level1, b.level2, b.level3, b.level4, b.level5):
+            x = level(x)
+            outs.append(x)
+        return tuple(outs)
+
+
+def build_export_model(variant: str, what: str = 'classifier', num_classes: Optional[int] = None,
+                       node_type: str = 'conv', checkpoint_path: Optional[str] = None) -> nn.Module:
+    """Build the eval-mode module to export: 'classifier' (DLA), 'backbone' (:class:`BackboneLevels`) or 'seg'."""
+    if what not in EXPORT_TARGETS:
+        raise ValueError(f'what: unknown export target {what!r}; allowed: {list(EXPORT_TARGETS)}')
+    if what == 'classifier':
+        model: nn.Module = create_dla(variant, num_classes=1000 if num_classes is None else num_classes,
+                                      checkpoint_path=checkpoint_path)
+    elif what == 'backbone':
+        model = BackboneLevels(create_dla(variant, num_classes=0, checkpoint_path=checkpoint_path))
+    else:
+        model = DLASeg(variant, num_classes=19 if num_classes is None else num_classes, node_type=node_type,
+                       checkpoint_path=checkpoint_path)
+    return model.eval()
+
+
+_DEFORM_REGISTERED = False
+
+
+def _register_deform_conv_symbolic() -> None:
+    """Map ``torchvision::deform_conv2d`` to ONNX DeformConv (same offset layout: (dy, dx) per kernel point)."""
+    global _DEFORM_REGISTERED
+    if _DEFORM_REGISTERED:
+        return
+    from torch.onnx import symbolic_helper as sh
+
+    @sh.parse_args('v', 'v', 'v', 'v', 'v', 'i', 'i', 'i', 'i', 'i', 'i', 'i', 'i', 'b')
+    def deform_conv2d(g, x, weight, offset, mask, bias, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups,
+                      offset_groups, use_mask):
+        kh, kw = sh._get_tensor_sizes(weight)[2:]
+        inputs = [x, weight, offset, bias] + ([mask] if use_mask else [])
+        return g.op('DeformConv', *inputs, dilations_i=[dil_h, dil_w], group_i=groups, kernel_shape_i=[kh, kw],
+                    offset_group_i=offset_groups, pads_i=[pad_h, pad_w, pad_h, pad_w], strides_i=[stride_h, stride_w])
+
+    torch.onnx.register_custom_op_symbolic('torchvision::deform_conv2d', deform_conv2d, ONNX_OPSET_DEFORM)
+    _DEFORM_REGISTERED = True
+
+
+def _as_tuple(out: Union[torch.Tensor, Tuple[torch.Tensor, ...], List[torch.Tensor]]) -> Tuple[torch.Tensor, ...]:
+    return (out,) if isinstance(out, torch.Tensor) else tuple(out)
+
+
+def _has_deform(model: nn.Module) -> bool:
+    from .layers import ModulatedDeformConv2d
+
+    return any(isinstance(m, ModulatedDeformConv2d) for m in model.modules())
+
+
+def export_onnx(model: nn.Module, path: Union[str, os.PathLike], img_size: Tuple[int, int] = (224, 224),
+                dynamic: bool = True, opset: Optional[int] = None) -> str:
+    """Export ``model`` (eval mode) to ONNX with input ``images`` (N x 3 x H x W) and outputs ``out0..``.
+
+    With ``dynamic`` the batch and spatial axes are dynamic; ``img_size`` is only the tracing size.
+
+    Raises:
+        ExportError: the exporter cannot express an operator of the model (the message names it).
+    """
+    model.eval()
+    deform = _has_deform(model)
+    opset = opset or (ONNX_OPSET_DEFORM if deform else ONNX_OPSET)
+    if deform:
+        if opset < ONNX_OPSET_DEFORM:
+            raise ExportError(f'opset: deformable nodes need ONNX DeformConv (opset >= {ONNX_OPSET_DEFORM}), '
+                              f'got {opset}')
+        _register_deform_conv_symbolic()
+    x = torch.randn(2, 3, *img_size)
+    with torch.no_grad():
+        n_dims = [o.dim() for o in _as_tuple(model(x))]
+    n_out = len(n_dims)
+    names = [f'out{i}' for i in range(n_out)]
+    axes: Dict[str, Dict[int, str]] = {}
+    if dynamic:
+        dims = {0: 'batch', 2: 'height', 3: 'width'}
+        axes = {'images': dims, **{n: ({0: 'batch'} if n_dims[i] == 2 else {0: 'batch', 2: f'h{i}', 3: f'w{i}'})
+                                   for i, n in enumerate(names)}}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            torch.onnx.export(model, (x,), os.fspath(path), input_names=['images'], output_names=names,
+                              opset_version=opset, dynamic_axes=axes or None, dynamo=False, do_constant_folding=True)
+    except Exception as e:
+        what = 'torchvision::deform_conv2d (deformable DLA-Up nodes) ' if deform else ''
+        raise ExportError(f'ONNX export failed for {type(model).__name__} {what}at opset {opset}: '
+                          f'{type(e).__name__}: {e}') from e
+    return os.fspath(path)
+
+
+def check_onnx(model: nn.Module, path: Union[str, os.PathLike], img_size: Tuple[int, int] = (224, 224),
+               batch: int = 2, atol: float = 1e-4, rtol: float = 1e-3) -> float:
+    """Run the ONNX file with onnxruntime (CPU) and compare with ``model``; returns the max abs difference.
+
+    Raises:
+        ExportError: onnxruntime cannot run the graph, or outputs differ by more than ``atol + rtol * |ref|``.
+    """
+    import onnxruntime as ort
+
+    x = torch.randn(batch, 3, *img_size, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ref = _as_tuple(model.eval()(x))
+    try:
+        sess = ort.InferenceSession(os.fspath(path), providers=['CPUExecutionProvider'])
+        got = sess.run(None, {'images': x.numpy()})
+    except Exception as e:
+        raise ExportError(f'onnxruntime cannot run {os.fspath(path)!r}: {type(e).__name__}: {e}') from e
+    return _compare(ref, [torch.from_numpy(g) for g in got], atol, rtol, 'onnxruntime')
+
+
+def _compare(ref, got, atol: float, rtol: float, who: str) -> float:
+    if len(ref) != len(got):
+        raise ExportError(f'{who}: {len(got)} outputs, expected {len(ref)}')
+    worst = 0.0
+    for i, (r, g) in enumerate(zip(ref, got)):
+        if tuple(r.shape) != tuple(g.shape):
+            raise ExportError(f'{who}: output {i} has shape {tuple(g.shape)}, expected {tuple(r.shape)}')
+        diff = (r - g).abs()
+        worst = max(worst, float(diff.max()))
+        if not torch.all(diff <= atol + rtol * r.abs()):
+            raise ExportError(f'{who}: output {i} differs from the eager model by up to {float(diff.max()):.3g}')
+    return worst
+
+
+def export_torchscript(model: nn.Module, path: Union[str, os.PathLike]) -> str:
+    """Script ``model`` with ``torch.jit.script`` (falling back to tracing at 224x224) and save it."""
+    model.eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        try:
+            scripted: Any = torch.jit.script(model)
+        except Exception:
+            scripted = torch.jit.trace(model, torch.randn(1, 3, 224, 224), check_trace=False)
+        torch.jit.save(scripted, os.fspath(path))
+    return os.fspath(path)
+
+
+def check_torchscript(model: nn.Module, path: Union[str, os.PathLike], img_size: Tuple[int, int] = (224, 224),
+                      atol: float = 1e-4, rtol: float = 1e-3) -> float:
+    """Load the TorchScript file and compare it with ``model`` on a random batch; returns the max abs difference."""
+    x = torch.randn(2, 3, *img_size, generator=torch.Generator().manual_seed(0))
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        loaded = torch.jit.load(os.fspath(path))
+    with torch.no_grad():
+        return _compare(_as_tuple(model.eval()(x)), _as_tuple(loaded(x)), atol, rtol, 'TorchScript')

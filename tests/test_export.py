@@ -1,0 +1,71 @@
+"""ONNX (checked with onnxruntime) and TorchScript export of backbone features and DLASeg, deformable nodes too."""
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from helpers import randomize_bn
+
+from dla_plugins.export import (
+    ExportError,
+    build_export_model,
+    check_onnx,
+    check_torchscript,
+    export_onnx,
+    export_torchscript,
+)
+
+
+def _onnx_outputs(path, x):
+    sess = ort.InferenceSession(str(path), providers=['CPUExecutionProvider'])
+    return [torch.from_numpy(o) for o in sess.run(None, {'images': x.numpy()})]
+
+
+@pytest.mark.slow
+def test_backbone_onnx_levels(tmp_path):
+    model = randomize_bn(build_export_model('dla46_c', 'backbone'))
+    export_onnx(model, tmp_path / 'b.onnx', (64, 64))
+    x = torch.randn(3, 3, 96, 64)  # another batch size: the batch axis is dynamic
+    with torch.no_grad():
+        ref = model(x)
+    got = _onnx_outputs(tmp_path / 'b.onnx', x)
+    assert [tuple(g.shape) for g in got] == [(3, c, 96 // s, 64 // s) for c, s in
+                                             zip((16, 32, 64, 64, 128, 256), (1, 2, 4, 8, 16, 32))]
+    for r, g in zip(ref, got):
+        np.testing.assert_allclose(g.numpy(), r.numpy(), atol=1e-4, rtol=1e-3)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('node_type', ['conv', 'dcn'])
+def test_seg_onnx_and_torchscript(tmp_path, node_type):
+    model = randomize_bn(build_export_model('dla46_c', 'seg', num_classes=3, node_type=node_type))
+    with torch.no_grad():
+        for m in model.modules():  # non-zero offsets/masks: the deformable sampling really happens
+            if hasattr(m, 'offset_mask'):
+                m.offset_mask.weight.normal_(0, 0.05)
+                m.offset_mask.bias.normal_(0, 0.5)
+    export_onnx(model, tmp_path / 's.onnx', (64, 64))
+    assert check_onnx(model, tmp_path / 's.onnx', (64, 64)) < 1e-4
+    if node_type == 'dcn':
+        import onnx
+
+        assert 'DeformConv' in {n.op_type for n in onnx.load(str(tmp_path / 's.onnx')).graph.node}
+    export_torchscript(model, tmp_path / 's.pt')
+    assert check_torchscript(model, tmp_path / 's.pt', (64, 64)) < 1e-4
+
+
+def test_bad_target_and_opset(tmp_path):
+    with pytest.raises(ValueError, match="what: unknown export target 'det'; allowed: "
+                                         r"\['classifier', 'backbone', 'seg'\]"):
+        build_export_model('dla46_c', 'det')
+    model = build_export_model('dla46_c', 'seg', node_type='dcn')
+    with pytest.raises(ExportError, match=r'opset: deformable nodes need ONNX DeformConv \(opset >= 19\), got 17'):
+        export_onnx(model, tmp_path / 'x.onnx', (64, 64), opset=17)
+
+
+def test_check_onnx_detects_mismatch(tmp_path):
+    model = build_export_model('dla46_c', 'classifier', num_classes=5)
+    export_onnx(model, tmp_path / 'c.onnx', (32, 32))
+    with torch.no_grad():
+        model.fc.bias.add_(1.0)
+    with pytest.raises(ExportError, match='onnxruntime: output 0 differs from the eager model by up to'):
+        check_onnx(model, tmp_path / 'c.onnx', (32, 32))
