@@ -1,0 +1,31 @@
+"""``add_dlap_config``: the ``MODEL.DLAP`` config node (named so it cannot collide with CenterNet2's ``MODEL.DLA``)."""
+from detectron2.config import CfgNode as CN
+
+__all__ = ['add_dlap_config', 'IMAGENET_RGB_MEAN', 'IMAGENET_RGB_STD']
+
+# What timm/ucbdrive ImageNet weights expect, on detectron2's 0-255 scale, with INPUT.FORMAT 'RGB'.
+IMAGENET_RGB_MEAN = [123.675, 116.28, 103.53]
+IMAGENET_RGB_STD = [58.395, 57.12, 57.375]
+
+
+def add_dlap_config(cfg: CN) -> CN:
+    """Add ``MODEL.DLAP`` (bottom-up DLA) and ``MODEL.DLAP.NECK`` (DLA-Up neck) to ``cfg`` in place; returns it.
+
+    The FPN builders read ``MODEL.FPN.OUT_CHANNELS/NORM/FUSE_TYPE`` (detectron2's own keys) and take their input
+    levels from ``MODEL.DLAP.OUT_FEATURES``.
+    """
+    cfg.MODEL.DLAP = CN()
+    d = cfg.MODEL.DLAP
+    d.ARCH = 'dla34'  # any dla_plugins variant (dla34, dla46_c, dla60x, ...)
+    d.OUT_FEATURES = ['level2', 'level3', 'level4', 'level5']  # strides 4, 8, 16, 32
+    d.NORM = 'FrozenBN'  # FrozenBN, BN, SyncBN, naiveSyncBN, GN (detectron2's get_norm; GN groups = gcd(32, C))
+    d.FREEZE_AT = 2  # ResNet meaning: 0 none, 1 stem (base_layer, level0, level1), k >= 2 stem + level2..level{k}
+    d.OUTPUT_STRIDE = 32  # 16/8 dilate level5/level4 (plain backbone only; FPN/DLA-Up need 32)
+    d.GRAD_CHECKPOINTING = False
+    d.NECK = CN()
+    d.NECK.OUT_CHANNELS = 256  # 0 keeps each level's own width
+    d.NECK.NORM = 'GN'  # norm of the DLA-Up aggregation nodes and projections
+    d.NECK.NODE_TYPE = 'conv'  # 'conv' or 'dcn' (modulated deformable conv from torchvision)
+    d.NECK.TOP_BLOCK = 'maxpool'  # '' (none), 'maxpool' (+p6, R-CNN) or 'p6p7' (+p6, p7, RetinaNet)
+    d.NECK.SIZE_DIVISIBILITY = 32
+    return cfg

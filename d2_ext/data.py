@@ -1,0 +1,59 @@
+"""A synthetic COCO-format detection dataset (the core's shapes) for tests and the demo: PNGs + instances json."""
+import json
+import os
+from typing import List, Tuple
+
+import numpy as np
+import pycocotools.mask as mask_util
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data.datasets import register_coco_instances
+from PIL import Image
+
+from dla_plugins.synthetic import SHAPE_CLASSES, render_shapes
+
+__all__ = ['write_shapes_coco', 'register_shapes']
+
+
+def write_shapes_coco(root: str, num_images: int, size: Tuple[int, int] = (128, 128), max_objects: int = 3,
+                      seed: int = 0) -> str:
+    """Render shapes into ``root/images/*.png`` and write ``root/instances.json`` (boxes + RLE masks); returns it."""
+    img_dir = os.path.join(root, 'images')
+    os.makedirs(img_dir, exist_ok=True)
+    images: List[dict] = []
+    annotations: List[dict] = []
+    for i, s in enumerate(render_shapes(num_images, size, max_objects=max_objects, seed=seed)):
+        file_name = f'{i:05d}.png'
+        Image.fromarray(s.image.numpy()).save(os.path.join(img_dir, file_name))
+        images.append(dict(id=i + 1, file_name=file_name, height=size[0], width=size[1]))
+        for box, label in zip(s.boxes.tolist(), s.labels.tolist()):
+            x0, y0, x1, y1 = (int(v) for v in box)
+            m = np.zeros(size, dtype=np.uint8, order='F')
+            m[y0:y1, x0:x1] = (s.mask[y0:y1, x0:x1] == label + 1).numpy()
+            rle = mask_util.encode(m)
+            rle['counts'] = rle['counts'].decode('ascii')
+            annotations.append(dict(id=len(annotations) + 1, image_id=i + 1, category_id=label + 1,
+                                    bbox=[x0, y0, x1 - x0, y1 - y0], area=float(m.sum()), iscrowd=0,
+                                    segmentation=rle))
+    categories = [dict(id=k + 1, name=n) for k, n in enumerate(SHAPE_CLASSES)]
+    path = os.path.join(root, 'instances.json')
+    with open(path, 'w') as f:
+        json.dump(dict(images=images, annotations=annotations, categories=categories), f)
+    return path
+
+
+def register_shapes(name: str, root: str, num_images: int, size: Tuple[int, int] = (128, 128), max_objects: int = 3,
+                    seed: int = 0, write: bool = True) -> str:
+    """Write the dataset under ``root`` and register it as ``name`` (re-registering replaces it); returns ``name``.
+
+    Masks are RLE: Mask R-CNN needs ``INPUT.MASK_FORMAT 'bitmask'``. ``write=False`` only registers files already
+    written (e.g. by another process of the same job).
+    """
+    if write:
+        json_file = write_shapes_coco(root, num_images, size, max_objects, seed)
+    else:
+        json_file = os.path.join(root, 'instances.json')
+    if name in DatasetCatalog.list():
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)
+    register_coco_instances(name, {}, json_file, os.path.join(root, 'images'))
+    return name
