@@ -1,0 +1,112 @@
+"""``DLA`` backbone for mmsegmentation: the core :class:`dla_plugins.DLA` behind mmseg's dict-config interface."""
+import math
+from functools import partial
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+from mmcv.cnn import build_norm_layer
+from mmengine.model import BaseModule
+from mmseg.registry import MODELS
+
+from dla_plugins import create_dla, load_checkpoint
+from dla_plugins.model import NUM_LEVELS
+
+__all__ = ['DLA', 'NORM_TYPES', 'norm_layer_from_cfg']
+
+NORM_TYPES = ('BN', 'BN2d', 'SyncBN', 'GN')
+
+
+def _build_norm(norm_cfg: Dict[str, Any], num_channels: int) -> nn.Module:
+    cfg = dict(norm_cfg)
+    if cfg['type'] == 'GN':  # narrow DLA levels (16/32 channels) cannot hold 32 groups: use the largest divisor
+        cfg['num_groups'] = math.gcd(int(cfg.get('num_groups', 32)), num_channels)
+    return build_norm_layer(cfg, num_channels)[1]
+
+
+def norm_layer_from_cfg(norm_cfg: Optional[Dict[str, Any]]):
+    """Translate an OpenMMLab ``norm_cfg`` into the core's ``channels -> module`` ``norm_layer`` callable.
+
+    Layers are built by mmcv's ``build_norm_layer`` (so ``requires_grad``/``eps``/``momentum`` keys work). For 'GN'
+    the group count is reduced to ``gcd(num_groups, channels)`` on narrow layers. None means ``dict(type='BN')``.
+    """
+    norm_cfg = dict(type='BN') if norm_cfg is None else dict(norm_cfg)
+    if not isinstance(norm_cfg.get('type'), str) or norm_cfg['type'] not in NORM_TYPES:
+        raise ValueError(f"norm_cfg: unsupported type {norm_cfg.get('type')!r}; allowed: {list(NORM_TYPES)}")
+    return partial(_build_norm, norm_cfg)
+
+
+@MODELS.register_module()
+class DLA(BaseModule):
+    """Deep Layer Aggregation backbone (Yu et al., CVPR 2018) returning the outputs of the chosen levels.
+
+    Args:
+        arch: Variant name, canonical or paper name (see :func:`dla_plugins.list_variants`), e.g. 'dla34'.
+        out_indices: Levels to return (0-5; level ``i`` has stride ``2**i`` unless dilated).
+        output_stride: 32, 16 or 8; 16/8 replace the stride of level5 (and level4) by dilation.
+        in_channels: Input image channels.
+        norm_cfg: 'BN', 'SyncBN' or 'GN' norm config, built with mmcv's ``build_norm_layer``.
+        frozen_stages: -1 freezes nothing, 0 the stem (``base_layer``), k > 0 the stem and levels 0..k-1.
+        norm_eval: Keep every BatchNorm of the backbone in eval mode (frozen statistics) during training.
+        with_cp: Gradient checkpointing: each level is recomputed in the backward pass.
+        init_cfg: None (the core's initialisation) or ``dict(type='Pretrained', checkpoint=PATH)`` with a timm- or
+            ucbdrive-layout ImageNet checkpoint; it is loaded strictly by :func:`dla_plugins.load_checkpoint`, with the
+            classifier dropped.
+    """
+
+    def __init__(self, arch: str = 'dla34', out_indices: Sequence[int] = (2, 3, 4, 5), output_stride: int = 32,
+                 in_channels: int = 3, norm_cfg: Optional[Dict[str, Any]] = None, frozen_stages: int = -1,
+                 norm_eval: bool = False, with_cp: bool = False, init_cfg: Optional[Dict[str, Any]] = None):
+        if init_cfg is not None:
+            if not isinstance(init_cfg, dict) or init_cfg.get('type') != 'Pretrained' or 'checkpoint' not in init_cfg:
+                raise ValueError("init_cfg: DLA accepts only None or dict(type='Pretrained', checkpoint=PATH), "
+                                 f'got {init_cfg!r}')
+            unknown = sorted(set(init_cfg) - {'type', 'checkpoint'})
+            if unknown:
+                raise ValueError(f'init_cfg: unsupported keys {unknown}; allowed: type, checkpoint')
+        super().__init__(init_cfg=init_cfg)
+        out_indices = tuple(out_indices)
+        if not out_indices or any(not isinstance(i, int) or not 0 <= i < NUM_LEVELS for i in out_indices):
+            raise ValueError(f'out_indices: level indices in 0..{NUM_LEVELS - 1} expected, got {out_indices}')
+        if not isinstance(frozen_stages, int) or not -1 <= frozen_stages <= NUM_LEVELS:
+            raise ValueError(f'frozen_stages: must be an integer in -1..{NUM_LEVELS}, got {frozen_stages!r}')
+        self.arch, self.out_indices = arch, out_indices
+        self.frozen_stages, self.norm_eval = frozen_stages, norm_eval
+        self.body = create_dla(arch, num_classes=0, in_chans=in_channels, output_stride=output_stride,
+                               norm_layer=norm_layer_from_cfg(norm_cfg))
+        if with_cp:
+            self.body.set_grad_checkpointing(True)
+        info = self.body.feature_info
+        self.out_channels: List[int] = [info[i]['num_chs'] for i in out_indices]
+        self.out_strides: List[int] = [info[i]['reduction'] for i in out_indices]
+        self._freeze_stages()
+
+    def _frozen_modules(self) -> List[nn.Module]:
+        if self.frozen_stages < 0:
+            return []
+        return [self.body.base_layer] + [getattr(self.body, f'level{i}') for i in range(self.frozen_stages)]
+
+    def _freeze_stages(self) -> None:
+        for m in self._frozen_modules():
+            m.eval()
+            for p in m.parameters():
+                p.requires_grad = False
+
+    def init_weights(self) -> None:
+        """Load ``init_cfg``'s checkpoint strictly into the DLA (classifier dropped); otherwise keep the core init."""
+        if self.init_cfg is not None:
+            load_checkpoint(self.body, self.init_cfg['checkpoint'], drop_classifier=True)
+        self._is_init = True
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        levels = self.body.forward_levels(x)
+        return tuple(levels[i] for i in self.out_indices)
+
+    def train(self, mode: bool = True) -> 'DLA':
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            for m in self.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+        return self

@@ -1,0 +1,72 @@
+"""``python -m mmseg_ext.train CONFIG``: train a segmentor with mmengine's Runner (single process or ``torchrun``).
+
+Examples::
+
+    python -m mmseg_ext.train configs/mmseg/dla34_idaup_cityscapes_512x1024.py --work-dir work_dirs/dla34
+    torchrun --nproc_per_node 8 -m mmseg_ext.train CONFIG --launcher pytorch
+    python -m mmseg_ext.train CONFIG --resume                  # latest checkpoint in the work dir
+    python -m mmseg_ext.train CONFIG --resume work_dirs/x/iter_4000.pth
+"""
+import argparse
+import logging
+import os
+import os.path as osp
+import sys
+from typing import List, Optional
+
+from mmengine.config import Config, DictAction
+from mmengine.logging import print_log
+from mmengine.runner import Runner
+
+from .dist import adapt_config_for_cpu, init_cpu_process_group
+
+__all__ = ['main', 'build_parser', 'load_config']
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog='python -m mmseg_ext.train', description='Train an mmseg model (DLA plugins).')
+    p.add_argument('config', help='config file')
+    p.add_argument('--work-dir', help='where logs and checkpoints go (default: work_dirs/<config name>)')
+    p.add_argument('--resume', nargs='?', const='auto', default=None, metavar='CKPT',
+                   help='resume from CKPT, or without a value from the latest checkpoint in the work dir')
+    p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
+                   help="'pytorch' under torchrun")
+    p.add_argument('--cfg-options', nargs='+', action=DictAction, default=None,
+                   help='override config keys, e.g. train_cfg.max_iters=1000 model.backbone.with_cp=True')
+    p.add_argument('--local-rank', '--local_rank', type=int, default=0, help=argparse.SUPPRESS)
+    return p
+
+
+def load_config(path: str, cfg_options: Optional[dict] = None, launcher: str = 'none',
+                work_dir: Optional[str] = None) -> Config:
+    """Read ``path``, apply ``cfg_options``, set the launcher and the work dir (CLI > config > config name)."""
+    cfg = Config.fromfile(path)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    cfg.launcher = launcher
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('work_dirs', osp.splitext(osp.basename(path))[0])
+    return cfg
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    cfg = load_config(args.config, args.cfg_options, args.launcher, args.work_dir)
+    if args.launcher != 'none':
+        for change in adapt_config_for_cpu(cfg):
+            print_log(f'[mmseg_ext] CPU distributed run: {change}', logger='current', level=logging.WARNING)
+        init_cpu_process_group(cfg)
+    if args.resume == 'auto':
+        cfg.resume, cfg.load_from = True, None
+    elif args.resume is not None:
+        cfg.resume, cfg.load_from = True, args.resume
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

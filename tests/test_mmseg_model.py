@@ -1,0 +1,289 @@
+"""mmseg adapter, model level: registration, configs, equality with the core, freezing, norms, pretrained loading."""
+import glob
+import os
+import pickle
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+from mmseg.registry import DATASETS, MODEL_WRAPPERS, MODELS
+from mmseg.structures import SegDataSample
+
+import mmseg_ext
+from dla_plugins import CheckpointError, DLASeg, create_dla
+from dla_plugins.layers import bilinear_upsample_init
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIGS = sorted(glob.glob(os.path.join(ROOT, 'configs', 'mmseg', '*.py')))
+
+
+@pytest.fixture(autouse=True)
+def _mmseg_scope():
+    init_default_scope('mmseg')
+    torch.manual_seed(0)
+
+
+def _backbone(**kw):
+    return MODELS.build(dict(type='DLA', **kw))
+
+
+def test_registered_names_are_ours():
+    assert MODELS.get('DLA') is mmseg_ext.DLA
+    assert MODELS.get('DLAUpHead') is mmseg_ext.DLAUpHead
+    assert DATASETS.get('CamVidDataset') is mmseg_ext.CamVidDataset
+    assert MODEL_WRAPPERS.get('DeviceAwareDDP') is mmseg_ext.DeviceAwareDDP
+    for registry, names in ((MODELS, mmseg_ext.REGISTERED['MODELS']), (DATASETS, ('CamVidDataset',))):
+        for name in names:
+            assert registry.module_dict[name].__module__.startswith('mmseg_ext.')
+
+
+def test_configs_exist():
+    names = [os.path.basename(c) for c in CONFIGS]
+    assert any('cityscapes-512x1024' in n for n in names)
+    assert any('paper' in n and '896x896' in n for n in names)
+    assert any('camvid-400x400' in n for n in names)
+
+
+@pytest.mark.parametrize('path', CONFIGS, ids=os.path.basename)
+def test_cfg_options_move_or_drop_the_imagenet_checkpoint(path):
+    """The documented overrides (docs/mmseg.md): another checkpoint path, or training from scratch."""
+    from mmseg_ext.train import build_parser, load_config
+
+    assert Config.fromfile(path).model.backbone.init_cfg == dict(type='Pretrained',
+                                                                 checkpoint='checkpoints/dla34_imagenet.pth')
+    args = build_parser().parse_args([path, '--cfg-options', 'model.backbone.init_cfg.checkpoint=/models/dla34.pth'])
+    cfg = load_config(args.config, args.cfg_options)
+    assert cfg.model.backbone.init_cfg == dict(type='Pretrained', checkpoint='/models/dla34.pth')
+    args = build_parser().parse_args([path, '--cfg-options', 'model.backbone.init_cfg=None'])
+    cfg = load_config(args.config, args.cfg_options)
+    assert cfg.model.backbone.init_cfg is None
+    MODELS.build(cfg.model.backbone).init_weights()  # no file needed
+
+
+@pytest.mark.parametrize('path', CONFIGS, ids=os.path.basename)
+def test_config_builds_and_predicts_odd_sizes(path):
+    cfg = Config.fromfile(path)
+    assert cfg.custom_imports == dict(imports=['mmseg_ext'], allow_failed_imports=False)
+    assert cfg.model.backbone.norm_cfg.type == 'SyncBN'
+    model = MODELS.build(cfg.model)
+    model.eval()
+    num_classes = cfg.model.decode_head.num_classes
+    h, w = 67, 93
+    x = torch.randn(1, 3, h, w)
+    with torch.no_grad():
+        logits = model(x, mode='tensor')
+        assert logits.shape == (1, num_classes, 17, 24)  # stride 4 of level2: 67 -> 34 -> 17, 93 -> 47 -> 24
+        sample = SegDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w)))
+        pred = model.predict(x, [sample])[0]
+    assert pred.pred_sem_seg.data.shape == (1, h, w)
+    assert pred.seg_logits.data.shape == (num_classes, h, w)
+
+
+@pytest.mark.parametrize('output_stride,strides', [(32, [4, 8, 16, 32]), (8, [4, 8, 8, 8])])
+def test_backbone_and_head_equal_core_dlaseg(output_stride, strides):
+    """Backbone + DLAUpHead compute exactly the core DLASeg (same weights), dilated or not, on odd sizes."""
+    ref = DLASeg('dla34', num_classes=7, down_ratio=4, output_stride=output_stride).eval()
+    backbone = _backbone(arch='dla34', output_stride=output_stride).eval()
+    head = MODELS.build(dict(type='DLAUpHead', in_channels=[64, 128, 256, 512], strides=strides, num_classes=7,
+                             dropout_ratio=0.0)).eval()
+    assert backbone.out_strides == strides and backbone.out_channels == [64, 128, 256, 512]
+    backbone.body.load_state_dict(ref.backbone.state_dict())
+    head.dla_up.load_state_dict(ref.neck.state_dict())
+    head.conv_seg.load_state_dict(ref.classifier.state_dict())
+    x = torch.randn(2, 3, 45, 71)
+    with torch.no_grad():
+        feats = backbone(x)
+        expect_feats = ref.backbone.forward_levels(x)[2:]
+        for a, b in zip(feats, expect_feats):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+        out = head(feats)
+        expect = ref.classifier(ref.neck(expect_feats)[0])
+    torch.testing.assert_close(out, expect, rtol=0, atol=0)
+
+
+def test_init_weights_keeps_bilinear_upsampling():
+    cfg = Config.fromfile(CONFIGS[0])
+    cfg.model.backbone.init_cfg = None
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    ups = [m for m in model.decode_head.dla_up.modules() if isinstance(m, nn.ConvTranspose2d)]
+    assert ups
+    for up in ups:
+        expect = torch.empty_like(up.weight)
+        ref = nn.ConvTranspose2d(up.in_channels, up.out_channels, up.kernel_size, groups=up.groups, bias=False)
+        bilinear_upsample_init(ref)
+        expect.copy_(ref.weight)
+        torch.testing.assert_close(up.weight.detach(), expect)
+
+
+def test_frozen_stages_stay_frozen_and_norm_eval_holds_bn():
+    backbone = _backbone(arch='dla46_c', frozen_stages=3, norm_eval=True)
+    head = MODELS.build(dict(type='DLAUpHead', in_channels=[64, 64, 128, 256], strides=[4, 8, 16, 32],
+                             num_classes=3, dropout_ratio=0.0))
+    backbone.train()
+    frozen = [backbone.body.base_layer, backbone.body.level0, backbone.body.level1, backbone.body.level2]
+    assert all(not p.requires_grad for m in frozen for p in m.parameters())
+    assert all(p.requires_grad for p in backbone.body.level3.parameters())
+    bns = [m for m in backbone.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert bns and all(not m.training for m in bns)
+    before = {k: v.clone() for k, v in backbone.state_dict().items()}
+    params = [p for p in list(backbone.parameters()) + list(head.parameters()) if p.requires_grad]
+    opt = torch.optim.SGD(params, lr=0.1, momentum=0.9)
+    x, y = torch.randn(2, 3, 48, 64), torch.randint(0, 3, (2, 12, 16))
+    for _ in range(2):
+        loss = nn.functional.cross_entropy(head(backbone(x)), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    after = backbone.state_dict()
+    for k, v in before.items():
+        if k.startswith(('body.base_layer', 'body.level0', 'body.level1', 'body.level2')) or 'running' in k \
+                or 'num_batches' in k:
+            torch.testing.assert_close(after[k], v, rtol=0, atol=0, msg=k)
+    assert not torch.equal(after['body.level5.root.conv.weight'], before['body.level5.root.conv.weight'])
+    backbone.train(False)
+    assert all(not m.training for m in backbone.modules())
+
+
+def test_without_norm_eval_bn_trains():
+    backbone = _backbone(arch='dla46_c', frozen_stages=0).train()
+    assert not backbone.body.base_layer.training and backbone.body.level0.training
+    assert all(m.training for m in backbone.body.level1.modules())
+
+
+def test_with_cp_gives_same_outputs_and_grads():
+    a = _backbone(arch='dla46_c', with_cp=False).train()
+    b = _backbone(arch='dla46_c', with_cp=True).train()
+    b.load_state_dict(a.state_dict())
+    assert b.body.grad_checkpointing
+    x = torch.randn(2, 3, 40, 56)
+    sa, sb = sum(f.square().mean() for f in a(x)), sum(f.square().mean() for f in b(x))
+    sa.backward()
+    sb.backward()
+    torch.testing.assert_close(sa, sb)
+    for (name, pa), pb in zip(a.named_parameters(), b.parameters()):
+        torch.testing.assert_close(pa.grad, pb.grad, msg=name)
+    for (name, ba), bb in zip(a.named_buffers(), b.buffers()):  # BN statistics updated once despite recomputation
+        torch.testing.assert_close(ba, bb, msg=name)
+
+
+def test_norm_cfg_translation():
+    gn = _backbone(arch='dla46_c', norm_cfg=dict(type='GN', num_groups=32))
+    gns = [m for m in gn.modules() if isinstance(m, nn.GroupNorm)]
+    assert gns and not any(isinstance(m, nn.BatchNorm2d) for m in gn.modules())
+    assert gn.body.base_layer[1].num_groups == 16 and gn.body.level5.tree2.bn1.num_groups == 32
+    sync = _backbone(arch='dla46_c', norm_cfg=dict(type='SyncBN'))
+    assert isinstance(sync.body.base_layer[1], nn.SyncBatchNorm)
+    fixed = _backbone(arch='dla46_c', norm_cfg=dict(type='BN', requires_grad=False))
+    assert not fixed.body.base_layer[1].weight.requires_grad
+    with pytest.raises(ValueError, match=r"norm_cfg: unsupported type 'LN'; allowed: \['BN', 'BN2d', 'SyncBN', 'GN'\]"):
+        _backbone(arch='dla46_c', norm_cfg=dict(type='LN'))
+    head = MODELS.build(dict(type='DLAUpHead', in_channels=[64, 64, 128, 256], strides=[4, 8, 16, 32],
+                             num_classes=3, norm_cfg=dict(type='GN', num_groups=8)))
+    assert any(isinstance(m, nn.GroupNorm) for m in head.dla_up.modules())
+
+
+def test_bad_arguments_name_the_argument():
+    with pytest.raises(ValueError, match=r'out_indices: level indices in 0..5 expected, got \(2, 6\)'):
+        _backbone(out_indices=(2, 6))
+    with pytest.raises(ValueError, match='frozen_stages: must be an integer in -1..6, got 7'):
+        _backbone(frozen_stages=7)
+    with pytest.raises(ValueError, match='output_stride: must be 32, 16 or 8, got 4'):
+        _backbone(output_stride=4)
+    with pytest.raises(ValueError, match="variant: unknown DLA variant 'dla35'"):
+        _backbone(arch='dla35')
+    with pytest.raises(ValueError, match=r"init_cfg: DLA accepts only None or dict\(type='Pretrained'"):
+        _backbone(init_cfg=dict(type='Kaiming'))
+    with pytest.raises(ValueError, match=r"init_cfg: unsupported keys \['prefix'\]"):
+        _backbone(init_cfg=dict(type='Pretrained', checkpoint='x.pth', prefix='backbone.'))
+    head_cfg = dict(type='DLAUpHead', in_channels=[64, 128, 256, 512], strides=[4, 8, 16, 32], num_classes=3)
+    with pytest.raises(ValueError, match=r'channels: DLA-Up outputs the width of the finest level, in_channels\[0\]='):
+        MODELS.build(dict(head_cfg, channels=128))
+    with pytest.raises(ValueError, match="input_transform: DLAUpHead needs 'multiple_select', got 'resize_concat'"):
+        MODELS.build(dict(head_cfg, input_transform='resize_concat'))
+    with pytest.raises(ValueError, match="node_type: unknown aggregation node 'deform'; allowed: \\['conv', 'dcn'\\]"):
+        MODELS.build(dict(head_cfg, node_type='deform'))
+    with pytest.raises(ValueError, match='strides: need one stride per in_channels entry'):
+        MODELS.build(dict(head_cfg, strides=[4, 8]))
+    head = MODELS.build(head_cfg)
+    feats = _backbone(output_stride=8)(torch.randn(1, 3, 64, 64))
+    with pytest.raises(ValueError, match=r'strides: declared \[4, 8, 16, 32\], but the inputs have heights'):
+        head(feats)
+
+
+def _ucbdrive_layout(model: nn.Module) -> dict:
+    """A ucbdrive/dla-style state_dict: unused `project` layers in deep trees, no num_batches_tracked buffers."""
+    state = {k: v for k, v in model.state_dict().items() if not k.endswith('num_batches_tracked')}
+    for name, tree in model.named_modules():
+        if getattr(tree, 'depth', 1) > 1 and name.count('.') == 0:
+            cin = tree.tree1.tree1.conv1.in_channels
+            cout = tree.tree2.tree2.conv2.out_channels
+            if cin != cout:
+                state[f'{name}.project.0.weight'] = torch.randn(cout, cin, 1, 1)
+                for suffix in ('weight', 'bias', 'running_mean', 'running_var'):
+                    state[f'{name}.project.1.{suffix}'] = torch.randn(cout)
+    return state
+
+
+@pytest.mark.parametrize('layout', ['timm', 'ucbdrive'])
+def test_pretrained_init_cfg_loads_strictly_and_drops_classifier(tmp_path, layout):
+    src = create_dla('dla34', num_classes=1000)
+    for bn in src.modules():
+        if isinstance(bn, nn.BatchNorm2d):
+            nn.init.uniform_(bn.running_mean)
+    state = src.state_dict() if layout == 'timm' else _ucbdrive_layout(src)
+    assert ('level3.project.0.weight' in state) == (layout == 'ucbdrive')
+    path = tmp_path / f'dla34_{layout}.pth'
+    torch.save(state, path)
+    cfg = Config.fromfile(CONFIGS[0])
+    cfg.model.backbone.init_cfg = dict(type='Pretrained', checkpoint=str(path))
+    model = MODELS.build(cfg.model)
+    model.init_weights()  # what mmengine's Runner calls
+    got = model.backbone.body.state_dict()
+    for k, v in src.state_dict().items():
+        if k.startswith('fc.'):
+            assert k not in got
+        elif not k.endswith('num_batches_tracked'):
+            torch.testing.assert_close(got[k], v, rtol=0, atol=0, msg=k)
+
+
+def test_pretrained_mismatch_lists_every_bad_key(tmp_path):
+    path = tmp_path / 'dla46_c.pth'
+    torch.save(create_dla('dla46_c').state_dict(), path)
+    backbone = _backbone(arch='dla34', init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+    with pytest.raises(CheckpointError) as err:
+        backbone.init_weights()
+    msg = str(err.value)
+    assert 'checkpoint does not match DLA (layout: timm)' in msg
+    assert 'mis-shaped key(s)' in msg and 'level5.root.conv.weight' in msg and 'missing key(s)' in msg
+    with pytest.raises(CheckpointError, match="checkpoint: no such file '/nonexistent.pth'"):
+        _backbone(init_cfg=dict(type='Pretrained', checkpoint='/nonexistent.pth')).init_weights()
+
+
+class _GetattrPayload:
+    """Pickles as getattr(HistoryBuffer, 'update'): an allowed class, a method that is not a statistics method."""
+
+    def __reduce__(self):
+        from mmengine.logging import HistoryBuffer
+
+        return (getattr, (HistoryBuffer, 'update'))
+
+
+def test_weights_only_allow_list_is_narrow(tmp_path):
+    """mmseg_ext allows mmengine's HistoryBuffer/numpy objects, not a general getattr."""
+    from mmengine.logging import HistoryBuffer
+
+    hb = HistoryBuffer()
+    for v in (3.0, 1.0, 2.0):
+        hb.update(v)
+    path = tmp_path / 'hub.pth'
+    torch.save(dict(log=hb, arr=np.arange(3.0), scalar=np.float64(0.5), w=torch.ones(2)), path)
+    back = torch.load(path, weights_only=True)
+    assert back['log'].statistics('min') == 1.0 and back['log'].mean() == 2.0 and back['scalar'] == 0.5
+    torch.save(dict(bad=_GetattrPayload()), tmp_path / 'bad.pth')
+    with pytest.raises(pickle.UnpicklingError, match=r"getattr\(<class '\S+HistoryBuffer'>, 'update'\) is not allowed"):
+        torch.load(tmp_path / 'bad.pth', weights_only=True)
+    assert 'builtins.getattr' in mmseg_ext.serialization.safe_global_names()
