@@ -294,3 +294,16 @@ def test_bad_seg_arguments():
         dp.DLASeg('dla34', node_type='dcnv3')
     with pytest.raises(ValueError, match='backbone: must be a variant name or a DLA built with num_classes=0'):
         dp.DLASeg(dp.create_dla('dla34'))
+
+
+def test_core_imports_no_host_framework():
+    import subprocess
+    import sys
+
+    code = ("import sys, torch, dla_plugins as dp; m = dp.DLASeg('dla34', num_classes=2).eval(); "
+            "m(torch.randn(1, 3, 32, 32)); dp.create_dla('dla60x'); "
+            "hosts = ('timm', 'detectron2', 'mmseg', 'mmengine', 'mmcv', 'torchvision'); "
+            "bad = [h for h in hosts if h in sys.modules]; "
+            "print(bad); sys.exit(1 if bad else 0)")
+    res = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
