@@ -3,14 +3,16 @@
 mmengine 0.10 always passes ``device_ids=[LOCAL_RANK]`` to its DDP wrapper and keeps SyncBN in distributed runs;
 torch rejects both for CPU modules. :func:`adapt_config_for_cpu` makes a config runnable there, explicitly and logged.
 """
+import logging
 from typing import Any, List, Optional
 
 import torch
 from mmengine.config import Config
+from mmengine.logging import print_log
 from mmengine.model import MMDistributedDataParallel
 from mmengine.registry import MODEL_WRAPPERS  # the root registry: mmengine's Runner looks wrappers up there
 
-__all__ = ['DeviceAwareDDP', 'adapt_config_for_cpu', 'init_cpu_process_group']
+__all__ = ['DeviceAwareDDP', 'adapt_config_for_cpu', 'init_cpu_process_group', 'prepare_launcher']
 
 
 @MODEL_WRAPPERS.register_module()
@@ -71,3 +73,12 @@ def init_cpu_process_group(cfg: Config) -> bool:
     backend = cfg.get('env_cfg', {}).get('dist_cfg', {}).get('backend', 'gloo')
     dist.init_process_group(backend=backend)
     return True
+
+
+def prepare_launcher(cfg: Config) -> None:
+    """For ``cfg.launcher != 'none'``: apply (and log) the CPU fallbacks, then start the process group if needed."""
+    if cfg.launcher == 'none':
+        return
+    for change in adapt_config_for_cpu(cfg):
+        print_log(f'[mmseg_ext] CPU distributed run: {change}', logger='current', level=logging.WARNING)
+    init_cpu_process_group(cfg)

@@ -7,7 +7,7 @@ from typing import List, Optional
 from mmengine.config import DictAction
 from mmengine.runner import Runner
 
-from .dist import adapt_config_for_cpu, init_cpu_process_group
+from .dist import prepare_launcher
 from .train import load_config
 
 __all__ = ['main', 'build_parser']
@@ -28,9 +28,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     cfg = load_config(args.config, args.cfg_options, args.launcher, args.work_dir)
-    if args.launcher != 'none':
-        adapt_config_for_cpu(cfg)
-        init_cpu_process_group(cfg)
+    prepare_launcher(cfg)
     cfg.load_from, cfg.resume = args.checkpoint, False
     cfg.model.backbone.pop('init_cfg', None)  # the checkpoint holds every weight
     metrics = Runner.from_cfg(cfg).test()

@@ -8,17 +8,15 @@ Examples::
     python -m mmseg_ext.train CONFIG --resume work_dirs/x/iter_4000.pth
 """
 import argparse
-import logging
 import os
 import os.path as osp
 import sys
 from typing import List, Optional
 
 from mmengine.config import Config, DictAction
-from mmengine.logging import print_log
 from mmengine.runner import Runner
 
-from .dist import adapt_config_for_cpu, init_cpu_process_group
+from .dist import prepare_launcher
 
 __all__ = ['main', 'build_parser', 'load_config']
 
@@ -55,10 +53,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     cfg = load_config(args.config, args.cfg_options, args.launcher, args.work_dir)
-    if args.launcher != 'none':
-        for change in adapt_config_for_cpu(cfg):
-            print_log(f'[mmseg_ext] CPU distributed run: {change}', logger='current', level=logging.WARNING)
-        init_cpu_process_group(cfg)
+    prepare_launcher(cfg)
     if args.resume == 'auto':
         cfg.resume, cfg.load_from = True, None
     elif args.resume is not None:
