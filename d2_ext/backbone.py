@@ -12,7 +12,7 @@ from detectron2.layers import Conv2d, FrozenBatchNorm2d, ShapeSpec, get_norm
 from detectron2.modeling import BACKBONE_REGISTRY, Backbone
 from detectron2.modeling.backbone.fpn import FPN, LastLevelMaxPool, LastLevelP6P7
 
-from dla_plugins import DLAUp, create_dla
+from dla_plugins import DLAUp, create_dla, get_norm_layer
 
 __all__ = [
     'DLABackbone', 'DLAUpNeck', 'dlap_norm', 'NORMS', 'TOP_BLOCKS', 'build_dlap_backbone', 'build_dlap_fpn_backbone',
@@ -30,14 +30,14 @@ _FREEZE_GROUPS = (('base_layer', 'level0', 'level1'), ('level2',), ('level3',), 
 def dlap_norm(norm: Union[str, Callable[[int], nn.Module]], arg: str = 'norm') -> Callable[[int], nn.Module]:
     """A ``channels -> module`` norm factory from a detectron2 norm name, built with detectron2's ``get_norm``.
 
-    'GN' is ``nn.GroupNorm`` with ``gcd(32, channels)`` groups, since DLA's first levels have 16 or 32 channels.
+    'GN' is the core's GroupNorm (``gcd(32, channels)`` groups: DLA's first levels have 16 or 32 channels).
     """
     if callable(norm):
         return norm
     if norm not in NORMS:
         raise ValueError(f'{arg}: unknown norm {norm!r}; allowed: {list(NORMS)} or a callable')
     if norm == 'GN':
-        return lambda c: nn.GroupNorm(math.gcd(32, c), c)
+        return get_norm_layer('gn')
     return lambda c: get_norm(norm, c)
 
 

@@ -59,18 +59,16 @@ class FrozenBatchNorm2d(nn.Module):
         return module
 
 
-class _GroupNorm(nn.GroupNorm):
+def _group_norm(num_channels: int, num_groups: int = 32, eps: float = 1e-5) -> nn.GroupNorm:
     """GroupNorm whose group count adapts to narrow layers (gcd with the channel count)."""
-
-    def __init__(self, num_channels: int, num_groups: int = 32, eps: float = 1e-5):
-        super().__init__(math.gcd(num_groups, num_channels), num_channels, eps=eps)
+    return nn.GroupNorm(math.gcd(num_groups, num_channels), num_channels, eps=eps)
 
 
 _NORMS: Dict[str, NormLayer] = {
     'bn': nn.BatchNorm2d,
     'syncbn': nn.SyncBatchNorm,
     'frozenbn': FrozenBatchNorm2d,
-    'gn': _GroupNorm,
+    'gn': _group_norm,
 }
 
 
