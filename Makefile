@@ -8,8 +8,8 @@ setup:
 	bash scripts/setup.sh
 
 demo: setup
-	$(PY) -m dla_plugins.cli zoo
-	$(PY) -m dla_plugins.cli demo
+	$(PY) -m dla_plugins.tools.cli zoo
+	$(PY) -m dla_plugins.tools.cli demo
 	$(PY) -m timm_ext.train --demo
 	$(PY) -m d2_ext.demo
 	$(PY) -m mmseg_ext.demo
@@ -21,7 +21,7 @@ test: lint
 	$(PY) -m pytest -p no:cacheprovider --durations=15 $(PYTEST_ARGS)
 
 bench: setup
-	$(PY) -m dla_plugins.cli bench
+	$(PY) -m dla_plugins.tools.cli bench
 
 clean:
 	rm -rf .venv build *.egg-info .pytest_cache .ruff_cache

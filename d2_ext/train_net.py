@@ -14,7 +14,7 @@ from detectron2.engine import DefaultTrainer, default_argument_parser, default_s
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluator
 from detectron2.utils import comm
 
-from dla_plugins.synthetic import SHAPE_CLASSES
+from dla_plugins.tools.synthetic import SHAPE_CLASSES
 
 from .config import add_dlap_config
 from .data import register_shapes

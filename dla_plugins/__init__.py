@@ -1,12 +1,18 @@
 """Deep Layer Aggregation (Yu, Wang, Shelhamer, Darrell, CVPR 2018) in pure torch.
 
-The model state_dicts are identical to timm's DLA; ucbdrive/dla checkpoints convert by rule.
+Map: ``variants`` (the architecture table), ``layers`` (norms, blocks, aggregation node), ``dcn`` (deformable conv),
+``backbone`` (HDA trees + IDA roots: ``DLA``), ``dla_up`` (IDA-Up/DLA-Up), ``seg`` (``DLASeg``), ``factory``
+(``create_dla``), ``checkpoint`` (reading, foreign layouts, strict loading). Deployment lives in ``deploy``
+(inference fusion, export); the CLI, benchmarks, zoo, demo and synthetic data in ``tools``.
+The model state_dicts are identical to timm's DLA; foreign layouts convert by rule.
 """
+from .backbone import DLA, HDATree
 from .checkpoint import CheckpointError, LoadReport, convert_ucbdrive, load_checkpoint, read_state_dict
+from .dcn import ModulatedDeformConv2d
+from .dla_up import DLAUp, IDAUp
 from .factory import create_dla
-from .layers import AggregationNode, FrozenBatchNorm2d, ModulatedDeformConv2d, get_norm_layer
-from .model import DLA, HDATree
-from .up import DLASeg, DLAUp, IDAUp
+from .layers import AggregationNode, FrozenBatchNorm2d, get_norm_layer
+from .seg import DLASeg
 from .variants import VARIANTS, DLAVariant, list_variants, resolve_variant
 
 __version__ = '0.1.0'

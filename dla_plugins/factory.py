@@ -3,9 +3,9 @@ import logging
 import os
 from typing import Any, Optional, Union
 
+from .backbone import DLA
 from .checkpoint import load_checkpoint, read_state_dict
 from .layers import NormLayer
-from .model import DLA
 from .variants import resolve_variant
 
 __all__ = ['create_dla']

@@ -10,7 +10,7 @@ from mmengine.model import BaseModule
 from mmseg.registry import MODELS
 
 from dla_plugins import create_dla, load_checkpoint
-from dla_plugins.model import NUM_LEVELS
+from dla_plugins.backbone import NUM_LEVELS
 
 __all__ = ['DLA', 'NORM_TYPES', 'norm_layer_from_cfg']
 

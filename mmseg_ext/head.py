@@ -6,7 +6,7 @@ from mmseg.models.decode_heads.decode_head import BaseDecodeHead
 from mmseg.registry import MODELS
 
 from dla_plugins import DLAUp
-from dla_plugins.up import NODE_TYPES
+from dla_plugins.dla_up import NODE_TYPES
 
 from .backbone import norm_layer_from_cfg
 

@@ -13,7 +13,7 @@ import torch
 from tqdm.auto import tqdm
 
 from dla_plugins import DLASeg, create_dla, list_variants
-from dla_plugins.fuse import optimize_for_inference
+from dla_plugins.deploy.fuse import optimize_for_inference
 
 
 def _check(name: str, model: torch.nn.Module, x: torch.Tensor, backend: str, train: bool) -> str:

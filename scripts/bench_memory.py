@@ -5,7 +5,7 @@
 import argparse
 import json
 
-from dla_plugins.bench import measure_train_memory
+from dla_plugins.tools.bench import measure_train_memory
 
 
 def main() -> None:

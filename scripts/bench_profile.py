@@ -8,8 +8,8 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from dla_plugins import create_dla
-from dla_plugins.bench import timm_reference
-from dla_plugins.fuse import optimize_for_inference
+from dla_plugins.deploy.fuse import optimize_for_inference
+from dla_plugins.tools.bench import timm_reference
 
 
 def main() -> None:

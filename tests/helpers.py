@@ -1,6 +1,17 @@
 """Shared test helpers (not a test module)."""
+import os
+from pathlib import Path
+
 import torch
 import torch.nn as nn
+
+ROOT = Path(__file__).resolve().parents[1]  # the repository
+
+
+def subprocess_env(**extra: str) -> dict:
+    """The environment for a child Python process: this checkout first on PYTHONPATH, plus ``extra``."""
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get('PYTHONPATH')]))
+    return dict(os.environ, PYTHONPATH=path, **extra)
 
 
 def randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -30,7 +41,7 @@ def to_ucbdrive_layout(state_dict: dict, model: nn.Module) -> dict:
     ucbdrive's Tree builds ``project`` (1x1 conv + BN) whenever in != out channels, also for trees deeper than 1
     (where forward never uses it); its checkpoints predate ``num_batches_tracked``.
     """
-    from dla_plugins.model import HDATree
+    from dla_plugins.backbone import HDATree
 
     out = {k: v for k, v in state_dict.items() if not k.endswith('num_batches_tracked')}
     g = torch.Generator().manual_seed(1)

@@ -12,9 +12,9 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 import torch
 import torch.nn as nn
 
-from .factory import create_dla
-from .model import DLA
-from .up import DLASeg
+from ..backbone import DLA
+from ..factory import create_dla
+from ..seg import DLASeg
 
 __all__ = ['EXPORT_TARGETS', 'ExportError', 'BackboneLevels', 'build_export_model', 'export_onnx', 'export_torchscript',
            'check_onnx', 'check_torchscript']
@@ -88,7 +88,7 @@ def _as_tuple(out: Union[torch.Tensor, Tuple[torch.Tensor, ...], List[torch.Tens
 
 
 def _has_deform(model: nn.Module) -> bool:
-    from .layers import ModulatedDeformConv2d
+    from ..dcn import ModulatedDeformConv2d
 
     return any(isinstance(m, ModulatedDeformConv2d) for m in model.modules())
 

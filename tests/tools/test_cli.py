@@ -1,17 +1,14 @@
 """Every `dla-plugins` subcommand, run in-process through ``main`` (and once as the installed console script)."""
 import json
-import os
 import subprocess
 import sys
 
 import pytest
 import torch
-from helpers import randomize_bn, timm_reference, to_ucbdrive_layout
 
 from dla_plugins import create_dla, load_checkpoint, read_state_dict
-from dla_plugins.cli import build_parser, main
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from dla_plugins.tools.cli import build_parser, main
+from tests.helpers import randomize_bn, subprocess_env, timm_reference, to_ucbdrive_layout
 
 
 def _subcommands():
@@ -28,9 +25,9 @@ def test_help_everywhere(capsys):
 
 
 def test_console_script_help():
-    env = dict(os.environ, PYTHONPATH=ROOT)
-    out = subprocess.run([sys.executable, '-m', 'dla_plugins.cli', 'zoo', '--help'], capture_output=True, text=True,
-                         env=env, check=True)
+    env = subprocess_env()
+    out = subprocess.run([sys.executable, '-m', 'dla_plugins.tools.cli', 'zoo', '--help'], capture_output=True,
+                         text=True, env=env, check=True)
     assert '--format {table,json,md}' in out.stdout
 
 

@@ -2,10 +2,10 @@
 import pytest
 import torch
 import torch.nn as nn
-from helpers import randomize_bn, timm_reference
 
 from dla_plugins import DLA, DLASeg, create_dla
-from dla_plugins.fuse import FusedConv, InferenceModel, fold_bn, optimize_for_inference
+from dla_plugins.deploy.fuse import FusedConv, InferenceModel, fold_bn, optimize_for_inference
+from tests.helpers import randomize_bn, timm_reference
 
 
 def _tiny(variant):

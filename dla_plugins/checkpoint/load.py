@@ -1,24 +1,18 @@
-"""Checkpoint reading, layout conversion (ucbdrive -> timm/ours) and strict loading with complete error reports."""
+"""Strict checkpoint loading with complete error reports; foreign layouts are converted first."""
 import logging
 import os
-import re
-import zipfile
 from dataclasses import dataclass, field
-from typing import Dict, List, Mapping, Optional, Union
+from typing import List, Mapping, Optional, Union
 
 import torch
 import torch.nn as nn
 
-__all__ = ['CheckpointError', 'LoadReport', 'read_state_dict', 'convert_ucbdrive', 'is_ucbdrive_layout',
-           'adapt_input_conv', 'load_checkpoint']
+from .io import CheckpointError, StateDict, read_state_dict, unwrap_state_dict
+from .ucbdrive import convert_ucbdrive, is_ucbdrive_layout
+
+__all__ = ['LoadReport', 'adapt_input_conv', 'load_checkpoint']
 
 _logger = logging.getLogger(__name__)
-StateDict = Dict[str, torch.Tensor]
-_WRAPPER_KEYS = ('state_dict', 'model', 'state_dict_ema', 'model_ema')
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint cannot be read or does not match the model; the message lists every offending key."""
 
 
 @dataclass
@@ -29,83 +23,6 @@ class LoadReport:
     dropped_unused: List[str] = field(default_factory=list)
     dropped_classifier: List[str] = field(default_factory=list)
     adapted_input_conv: Optional[str] = None
-
-
-def read_state_dict(path: Union[str, os.PathLike]) -> StateDict:
-    """Read a safetensors or torch (``weights_only=True``) file and unwrap common containers.
-
-    Accepted containers: a bare state_dict, or a dict holding it under one of 'state_dict', 'model',
-    'state_dict_ema', 'model_ema'. A 'module.' prefix (DDP) is stripped from every key.
-    """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise CheckpointError(f'checkpoint: no such file {path!r}')
-    try:
-        if path.endswith('.safetensors'):
-            from safetensors.torch import load_file
-
-            obj = load_file(path, device='cpu')
-        else:
-            obj = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e:  # torch/safetensors raise many types for corrupt, truncated or pickled-code files
-        hint = ''
-        if 'weights_only' in str(e) or 'Unsupported global' in str(e):
-            hint = ' (it contains pickled Python objects; only tensors are loaded, weights_only=True)'
-        elif isinstance(e, (zipfile.BadZipFile, EOFError)) or 'zip' in str(e).lower() or 'header' in str(e).lower():
-            hint = ' (the file is truncated or corrupt)'
-        raise CheckpointError(f'checkpoint: cannot read {path!r}{hint}: {type(e).__name__}: {e}') from e
-    return _unwrap(obj, path)
-
-
-def _unwrap(obj: object, source: str) -> StateDict:
-    if isinstance(obj, Mapping):
-        for key in _WRAPPER_KEYS:
-            if key in obj and isinstance(obj[key], Mapping):
-                obj = obj[key]
-                break
-    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise CheckpointError(f'checkpoint: {source} does not hold a state_dict of tensors')
-    out: StateDict = {}
-    for k, v in obj.items():
-        out[k[len('module.'):] if k.startswith('module.') else k] = v
-    return out
-
-
-def _tree_depths(model: nn.Module) -> Dict[str, int]:
-    from .model import HDATree
-
-    return {name: m.depth for name, m in model.named_modules() if isinstance(m, HDATree)}
-
-
-_PROJECT = re.compile(r'^(level\d(?:\.tree[12])*)\.project\.')
-
-
-def is_ucbdrive_layout(state_dict: Mapping[str, torch.Tensor], model: nn.Module) -> bool:
-    """True if the state_dict has ucbdrive's ``project`` layers in trees deeper than 1 (never used by forward)."""
-    depths = _tree_depths(model)
-    return any((m := _PROJECT.match(k)) and depths.get(m.group(1), 1) > 1 for k in state_dict)
-
-
-def convert_ucbdrive(state_dict: Mapping[str, torch.Tensor], model: nn.Module) -> tuple:
-    """Convert a ucbdrive/dla state_dict to our (= timm's) layout, by rule.
-
-    Rule: ucbdrive builds a ``project`` conv+BN in every tree whose input and output widths differ, but a tree of
-    depth > 1 never uses it (its first subtree projects instead): those keys are dropped. Nothing else changes
-    (its missing ``num_batches_tracked`` counters are handled by :func:`load_checkpoint` for every layout).
-
-    Returns:
-        (converted state_dict, list of dropped keys)
-    """
-    depths = _tree_depths(model)
-    out: StateDict = {}
-    dropped: List[str] = []
-    for k, v in state_dict.items():
-        m = _PROJECT.match(k)
-        if m and depths.get(m.group(1), 1) > 1:
-            dropped.append(k)
-        else:
-            out[k] = v
-    return out, dropped
 
 
 def _align_bn_counters(state: StateDict, own: Mapping[str, torch.Tensor]) -> None:
@@ -151,7 +68,7 @@ def load_checkpoint(model: nn.Module, path_or_state_dict: Union[str, os.PathLike
     key.
     """
     if isinstance(path_or_state_dict, Mapping):
-        state = _unwrap(path_or_state_dict, 'the given mapping')
+        state = unwrap_state_dict(path_or_state_dict, 'the given mapping')
     else:
         state = read_state_dict(path_or_state_dict)
     report = LoadReport()

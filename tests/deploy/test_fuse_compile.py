@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from dla_plugins import DLASeg, create_dla
-from dla_plugins.fuse import optimize_for_inference
+from dla_plugins.deploy.fuse import optimize_for_inference
 
 
 @pytest.mark.slow

@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dla_plugins import DLASeg, create_dla
-from dla_plugins.model import MIN_INPUT_SIZE
+from dla_plugins.backbone import MIN_INPUT_SIZE
 
 SMALL = ['dla46_c', 'dla46x_c', 'dla60x_c']
 _SETTINGS = dict(deadline=None, max_examples=8, suppress_health_check=[HealthCheck.too_slow], derandomize=True)

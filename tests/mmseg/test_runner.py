@@ -16,15 +16,15 @@ from mmengine.runner import Runner
 import mmseg_ext
 from mmseg_ext.demo import CITYSCAPES_CONFIG, majority_class_miou, tiny_config
 from mmseg_ext.synthetic import write_camvid_layout, write_cityscapes_layout
+from tests.helpers import ROOT, subprocess_env  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CAMVID_CONFIG = os.path.join(ROOT, 'configs', 'mmseg', 'dla34_idaup_4xb2-20k_camvid-400x400.py')
 ITERS = 150  # batches of 8 64x64 images: ~45 s on 2 loaded cores
 pytestmark = pytest.mark.slow
 
 
 def _env():
-    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=ROOT + os.pathsep + os.environ.get('PYTHONPATH', ''))
+    env = subprocess_env(OMP_NUM_THREADS='1')
     env.pop('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', None)  # the project must not need it
     return env
 

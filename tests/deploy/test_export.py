@@ -3,9 +3,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-from helpers import randomize_bn
 
-from dla_plugins.export import (
+from dla_plugins.deploy.export import (
     ExportError,
     build_export_model,
     check_onnx,
@@ -13,6 +12,7 @@ from dla_plugins.export import (
     export_onnx,
     export_torchscript,
 )
+from tests.helpers import randomize_bn
 
 
 def _onnx_outputs(path, x):

@@ -108,10 +108,10 @@ def measure_train_memory(impl: str, variant: str, batch_size: int, img_size: int
     the RSS before the second step is reported (MiB); large blocks are mmapped so RSS follows live memory.
     CUDA: max_memory_allocated minus the memory allocated before the step (MiB).
     """
-    cmd = [sys.executable, '-m', 'dla_plugins.bench', '--_memory-child', impl, variant, str(batch_size),
+    cmd = [sys.executable, '-m', 'dla_plugins.tools.bench', '--_memory-child', impl, variant, str(batch_size),
            str(img_size), device, memory_format, str(int(grad_checkpointing))]
     env = dict(os.environ)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env['PYTHONPATH'] = root + os.pathsep + env.get('PYTHONPATH', '')
     env.setdefault('MALLOC_MMAP_THRESHOLD_', '65536')  # large blocks are mmapped and unmapped on free: RSS ~ live
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
@@ -178,7 +178,7 @@ def _memory_child(impl: str, variant: str, batch_size: int, img_size: int, devic
 def _build(impl: str, variant: str) -> nn.Module:
     if impl == 'timm':
         return timm_reference(variant)
-    from .factory import create_dla
+    from ..factory import create_dla
 
     return create_dla(variant)
 
@@ -188,7 +188,7 @@ def run_bench(variants: Sequence[str] = ('dla34',), batch_size: int = 8, img_siz
               formats: Sequence[str] = ('nchw', 'cl'), compile: bool = False, rounds: int = 5, warmup: int = 1,
               memory: bool = True, device: Optional[str] = None, progress: bool = True) -> Dict[str, Any]:
     """Benchmark ours against timm's DLA; returns a JSON-able dict (see ``docs/benchmarks.md``)."""
-    from .fuse import optimize_for_inference
+    from ..deploy.fuse import optimize_for_inference
 
     for d in dtypes:
         if d not in DTYPES:
@@ -219,7 +219,7 @@ def run_bench(variants: Sequence[str] = ('dla34',), batch_size: int = 8, img_siz
     for name in variants:
         torch.manual_seed(0)
         theirs = timm_reference(name).to(dev)
-        from .factory import create_dla
+        from ..factory import create_dla
 
         ours = create_dla(name).to(dev)
         ours.load_state_dict(theirs.state_dict(), strict=True)

@@ -5,7 +5,7 @@ from typing import Dict
 import torch
 import torch.nn.functional as F
 
-from .factory import create_dla
+from ..factory import create_dla
 from .synthetic import SHAPE_CLASSES, render_shapes
 
 __all__ = ['train_shapes_classifier']

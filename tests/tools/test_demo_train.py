@@ -1,7 +1,7 @@
 """The core's demo training really learns: loss falls and accuracy is far above chance (4 classes)."""
 import pytest
 
-from dla_plugins.demo import train_shapes_classifier
+from dla_plugins.tools.demo import train_shapes_classifier
 
 
 @pytest.mark.slow

@@ -15,8 +15,8 @@ from mmseg.structures import SegDataSample
 import mmseg_ext
 from dla_plugins import CheckpointError, DLASeg, create_dla
 from dla_plugins.layers import bilinear_upsample_init
+from tests.helpers import ROOT  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(glob.glob(os.path.join(ROOT, 'configs', 'mmseg', '*.py')))
 
 

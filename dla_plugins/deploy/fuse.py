@@ -13,7 +13,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .layers import AggregationNode, BasicBlock, Bottleneck, FrozenBatchNorm2d, ModulatedDeformConv2d, Res2Bottleneck
+from ..dcn import ModulatedDeformConv2d
+from ..layers import AggregationNode, BasicBlock, Bottleneck, FrozenBatchNorm2d, Res2Bottleneck
 
 __all__ = ['FusedConv', 'optimize_for_inference', 'InferenceModel', 'fold_bn', 'MEMORY_FORMATS']
 

@@ -6,10 +6,10 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from helpers import randomize_bn, timm_reference, to_ucbdrive_layout
 
 import dla_plugins as dp
 from dla_plugins.checkpoint import CheckpointError
+from tests.helpers import randomize_bn, timm_reference, to_ucbdrive_layout
 
 TIMM_VARIANTS = [v.name for v in dp.VARIANTS.values() if v.in_timm]
 PAPER_VARIANTS = [v.name for v in dp.VARIANTS.values() if v.paper_params]

@@ -8,8 +8,8 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 
-from .factory import create_dla
-from .variants import VARIANTS, resolve_variant
+from ..factory import create_dla
+from ..variants import VARIANTS, resolve_variant
 
 __all__ = ['zoo_rows', 'format_rows', 'count_gflops', 'GFLOPS_NOTE']
 

@@ -12,7 +12,7 @@ __all__ = ['main', 'build_parser', 'convert_checkpoint', 'infer_variant']
 
 
 def _variant_list(text: str) -> List[str]:
-    from .variants import resolve_variant
+    from ..variants import resolve_variant
 
     try:
         return [resolve_variant(v.strip()).name for v in text.split(',') if v.strip()]
@@ -70,9 +70,9 @@ def infer_variant(state: Dict[str, torch.Tensor]) -> Tuple[str, int]:
     Raises:
         CheckpointError: no variant or several variants match.
     """
-    from .checkpoint import CheckpointError, load_checkpoint
-    from .factory import create_dla
-    from .variants import VARIANTS
+    from ..checkpoint import CheckpointError, load_checkpoint
+    from ..factory import create_dla
+    from ..variants import VARIANTS
 
     classes = int(state['fc.weight'].shape[0]) if 'fc.weight' in state else 0
     stem = state.get('base_layer.0.weight')
@@ -103,8 +103,8 @@ def convert_checkpoint(src: str, dst: str, variant: Optional[str] = None, progre
     from safetensors.torch import save_file
     from tqdm.auto import tqdm
 
-    from .checkpoint import CheckpointError, load_checkpoint, read_state_dict
-    from .factory import create_dla
+    from ..checkpoint import CheckpointError, load_checkpoint, read_state_dict
+    from ..factory import create_dla
 
     if not dst.endswith('.safetensors'):
         raise ValueError(f'DST: must end with .safetensors, got {dst!r}')
@@ -144,7 +144,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
-    from .export import build_export_model, check_onnx, check_torchscript, export_onnx, export_torchscript
+    from ..deploy.export import build_export_model, check_onnx, check_torchscript, export_onnx, export_torchscript
 
     if not args.onnx and not args.torchscript:
         raise SystemExit('dla-plugins export: give --onnx PATH and/or --torchscript PATH')
@@ -164,7 +164,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .variants import list_variants
+    from ..variants import list_variants
 
     p = argparse.ArgumentParser(prog='dla-plugins', description='Deep Layer Aggregation tools.')
     sub = p.add_subparsers(dest='command', required=True)

@@ -1,6 +1,5 @@
 """Training with timm's machinery: ``python -m timm_ext.train`` learns the synthetic shapes ImageFolder, its
 checkpoints reload strictly, it runs under torchrun (DDP, gloo), and ``timm_ext.run`` launches a script."""
-import os
 import re
 import subprocess
 import sys
@@ -13,13 +12,12 @@ import torch
 from timm.data import create_dataset, create_transform, resolve_model_data_config
 
 import timm_ext
-from dla_plugins.synthetic import SHAPE_CLASSES
+from dla_plugins.tools.synthetic import SHAPE_CLASSES
+from tests.helpers import ROOT, subprocess_env  # noqa: E402
 from timm_ext.train import make_synthetic_imagefolder
 
-ROOT = Path(__file__).resolve().parents[1]
 # One torch thread per process: on 2 shared cores this is several times faster than oversubscribed threads.
-ENV = dict(os.environ, OMP_NUM_THREADS='1',
-           PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get('PYTHONPATH')])))
+ENV = subprocess_env(OMP_NUM_THREADS='1')
 
 
 def _run(args, timeout=300) -> subprocess.CompletedProcess:
@@ -107,7 +105,7 @@ def test_run_launcher_registers_before_the_script(tmp_path):
         print(type(model).__module__, timm.models.model_entrypoint(sys.argv[2]).__module__, sys.argv[1:])
     """))
     proc = _run([sys.executable, '-m', 'timm_ext.run', str(script), '--model', 'dla46_m'], timeout=120)
-    assert proc.stdout.split() == ['dla_plugins.model', 'timm_ext.dla', "['--model',", "'dla46_m']"]
+    assert proc.stdout.split() == ['dla_plugins.backbone', 'timm_ext.dla', "['--model',", "'dla46_m']"]
     assert 'dla46_m' in timm_ext.REGISTERED
 
 

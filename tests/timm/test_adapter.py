@@ -2,11 +2,9 @@
 import copy
 import json
 import math
-import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 import timm
@@ -20,9 +18,9 @@ from torchvision.transforms import functional as TF
 
 import timm_ext
 from dla_plugins import DLA, VARIANTS, HDATree
+from tests.helpers import ROOT, subprocess_env  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get('PYTHONPATH')])))
+ENV = subprocess_env()
 
 
 def _run_python(code: str) -> subprocess.CompletedProcess:

@@ -3,7 +3,6 @@
 DDP with ``find_unused_parameters=False`` fails on the second iteration if any parameter got no gradient, so a few
 iterations that finish prove the model is DDP-clean.
 """
-import os
 import socket
 import subprocess
 import sys
@@ -13,8 +12,7 @@ import torch
 
 from mmseg_ext.demo import CITYSCAPES_CONFIG, tiny_config
 from mmseg_ext.synthetic import write_cityscapes_layout
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import subprocess_env  # noqa: E402
 
 
 def _free_port() -> int:
@@ -31,7 +29,7 @@ def test_two_process_gloo_training_is_ddp_clean(tmp_path):
     assert cfg.model.backbone.norm_cfg.type == 'SyncBN'
     cfg_path = str(tmp_path / 'ddp.py')
     cfg.dump(cfg_path)
-    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=ROOT + os.pathsep + os.environ.get('PYTHONPATH', ''))
+    env = subprocess_env(OMP_NUM_THREADS='1')
     cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', '--master_port', str(_free_port()),
            '-m', 'mmseg_ext.train', cfg_path, '--launcher', 'pytorch',
            '--cfg-options', 'env_cfg.dist_cfg.backend=gloo', 'find_unused_parameters=False', 'log_level=INFO']

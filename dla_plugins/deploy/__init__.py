@@ -1,0 +1,1 @@
+"""Deployment: the BN-folded, fused inference path (``fuse``) and ONNX/TorchScript export (``export``)."""
