@@ -1,7 +1,61 @@
-"""``add_dlap_config``: the ``MODEL.DLAP`` config node (named so it cannot collide with CenterNet2's ``MODEL.DLA``)."""
-from detectron2.config import CfgNode as CN
+"""``add_dlap_config``: the ``MODEL.DLAP`` config node (named so it cannot collide with CenterNet2's ``MODEL.DLA``),
+and the shipped configs: ``get_config_file(name)`` and the ``/@detectron2-model-zoo/`` base prefix."""
+import os
+from typing import Any, List
 
-__all__ = ['add_dlap_config', 'IMAGENET_RGB_MEAN', 'IMAGENET_RGB_STD']
+from detectron2 import model_zoo
+from detectron2.config import CfgNode as CN
+from detectron2.utils.file_io import PathManager
+from iopath.common.file_io import PathHandler
+
+from dla_plugins.tools.configs import list_shipped_configs, shipped_config_file
+
+__all__ = ['add_dlap_config', 'get_config_file', 'list_config_files', 'IMAGENET_RGB_MEAN', 'IMAGENET_RGB_STD',
+           'MODEL_ZOO_PREFIX']
+
+_ADAPTER_DIR = os.path.dirname(os.path.abspath(__file__))
+_SUFFIXES = ('.yaml', '.py')
+MODEL_ZOO_PREFIX = '/@detectron2-model-zoo/'
+
+
+def get_config_file(name: str) -> str:
+    """Path of a config shipped with dla-plugins (works from a wheel), e.g. ``'faster_rcnn_dla34_up_1x.yaml'``."""
+    return shipped_config_file(_ADAPTER_DIR, 'detectron2', name, _SUFFIXES)
+
+
+def list_config_files() -> List[str]:
+    """Names of the shipped detectron2 configs (yaml and LazyConfig)."""
+    return list_shipped_configs(_ADAPTER_DIR, 'detectron2', _SUFFIXES)
+
+
+class ModelZooConfigHandler(PathHandler):
+    """Resolves ``/@detectron2-model-zoo/NAME`` to ``detectron2.model_zoo.get_config_file(NAME)``.
+
+    Our ``Base-DLA.yaml`` inherits detectron2's own ``Base-RCNN-FPN.yaml`` through ``_BASE_``; fvcore resolves a
+    ``_BASE_`` relative to the including file unless it starts with '/', so the prefix is absolute-looking and served
+    by this handler, registered on detectron2's public ``PathManager`` when ``d2_ext`` is imported.
+    """
+
+    def _get_supported_prefixes(self) -> List[str]:
+        return [MODEL_ZOO_PREFIX]
+
+    def _get_local_path(self, path: str, **kwargs: Any) -> str:
+        return model_zoo.get_config_file(path[len(MODEL_ZOO_PREFIX):])
+
+    def _open(self, path: str, mode: str = 'r', **kwargs: Any):
+        return PathManager.open(self._get_local_path(path), mode, **kwargs)
+
+    def _isfile(self, path: str, **kwargs: Any) -> bool:
+        try:
+            return os.path.isfile(self._get_local_path(path))
+        except RuntimeError:  # model_zoo: no such config
+            return False
+
+    def _exists(self, path: str, **kwargs: Any) -> bool:
+        return self._isfile(path)
+
+
+PathManager.register_handler(ModelZooConfigHandler())
 
 # What timm/ucbdrive ImageNet weights expect, on detectron2's 0-255 scale, with INPUT.FORMAT 'RGB'.
 IMAGENET_RGB_MEAN = [123.675, 116.28, 103.53]

@@ -14,12 +14,11 @@ from detectron2.config import CfgNode, get_cfg
 
 from dla_plugins.tools.synthetic import SHAPE_CLASSES
 
-from .config import add_dlap_config
+from .config import add_dlap_config, get_config_file
 from .data import register_shapes
 
-__all__ = ['CONFIG_DIR', 'shapes_cfg', 'train_shapes_detector', 'main']
+__all__ = ['shapes_cfg', 'train_shapes_detector', 'main']
 
-CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'configs', 'detectron2')
 # What `python -m d2_ext.demo` (and `make demo`) runs: small enough for ~1-1.5 min of training on 2 CPU cores.
 DEMO_CONFIG, DEMO_ARCH, DEMO_ITERS, DEMO_IMAGE_SIZE, DEMO_LR = 'faster_rcnn_dla34_fpn_1x.yaml', 'dla46_c', 100, 96, 0.02
 
@@ -72,8 +71,8 @@ def train_shapes_detector(config: str = DEMO_CONFIG, max_iter: int = DEMO_ITERS,
                           test_images: int = 32, arch: str = DEMO_ARCH, image_size: int = DEMO_IMAGE_SIZE,
                           device: str = 'cpu', seed: int = 0, output_dir: Optional[str] = None,
                           **cfg_kwargs) -> Dict[str, float]:
-    """Train ``config`` (a file name under ``configs/detectron2`` or a path) on ``image_size`` px shapes from scratch
-    and evaluate on a held-out set; returns bbox AP/AP50, mean first/last logged losses, seconds, iterations.
+    """Train ``config`` (a shipped config name, see :func:`get_config_file`, or a path) on ``image_size`` px shapes from
+    scratch and evaluate on a held-out set; returns bbox AP/AP50, mean first/last logged losses, seconds, iterations.
 
     ``cfg_kwargs`` go to :func:`shapes_cfg` (``channels``, ``batch_size``, ``lr``).
     """
@@ -86,7 +85,7 @@ def train_shapes_detector(config: str = DEMO_CONFIG, max_iter: int = DEMO_ITERS,
     # handler) when the 'detectron2' logger itself is below INFO.
     for handler in setup_logger(name='detectron2').handlers:
         handler.setLevel(logging.WARNING)
-    config_file = config if os.path.isfile(config) else os.path.join(CONFIG_DIR, config)
+    config_file = config if os.path.isfile(config) else get_config_file(config)
     with tempfile.TemporaryDirectory(prefix='d2_shapes_') as tmp:
         size = (image_size, image_size)
         train = register_shapes('dlap_shapes_train', os.path.join(tmp, 'train'), train_images, size=size, seed=seed)
@@ -108,7 +107,7 @@ def train_shapes_detector(config: str = DEMO_CONFIG, max_iter: int = DEMO_ITERS,
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('--config', default=DEMO_CONFIG, help='a file under configs/detectron2 or a path')
+    p.add_argument('--config', default=DEMO_CONFIG, help='a shipped config name (d2_ext.list_config_files()) or a path')
     p.add_argument('--arch', default=DEMO_ARCH, help='DLA variant (MODEL.DLAP.ARCH)')
     p.add_argument('--iters', type=int, default=DEMO_ITERS)
     p.add_argument('--image-size', type=int, default=DEMO_IMAGE_SIZE)

@@ -1,6 +1,5 @@
 """Every shipped detectron2 config builds and runs; the stock-config swap works; converted ImageNet checkpoints
 (timm and ucbdrive layouts) load into the detectron2 models with no missing or unexpected backbone keys."""
-import glob
 import os
 from urllib.parse import urlparse
 
@@ -14,21 +13,21 @@ from detectron2.config import LazyConfig, get_cfg, instantiate
 from detectron2.modeling import build_model
 from detectron2.structures import ImageList
 
+import d2_ext
 from d2_ext import add_dlap_config
 from d2_ext.convert import PREFIX_NECK, PREFIX_PLAIN, convert_to_d2
 from d2_ext.convert import main as convert_main
-from d2_ext.demo import CONFIG_DIR
 from dla_plugins import create_dla
 from dla_plugins.checkpoint import is_ucbdrive_layout
 
-YAMLS = sorted(os.path.basename(p) for p in glob.glob(os.path.join(CONFIG_DIR, '*.yaml')) if 'Base-' not in p)
-LAZY = sorted(os.path.basename(p) for p in glob.glob(os.path.join(CONFIG_DIR, '*.py')))
+YAMLS = [n for n in d2_ext.list_config_files() if n.endswith('.yaml') and n[0].islower()]
+LAZY = [n for n in d2_ext.list_config_files() if n.endswith('.py')]
 
 
 def _yaml_cfg(name):
     cfg = get_cfg()
     add_dlap_config(cfg)
-    cfg.merge_from_file(os.path.join(CONFIG_DIR, name))
+    cfg.merge_from_file(d2_ext.get_config_file(name))
     cfg.MODEL.DEVICE = 'cpu'
     return cfg
 
@@ -66,7 +65,7 @@ def test_yaml_config_builds_and_runs(name):
 
 @pytest.mark.parametrize('name', LAZY)
 def test_lazy_config_builds_and_runs(name):
-    cfg = LazyConfig.load(os.path.join(CONFIG_DIR, name))
+    cfg = LazyConfig.load(d2_ext.get_config_file(name))
     model = instantiate(cfg.model)
     assert model.input_format == 'RGB'
     _check_model(model)
@@ -90,7 +89,7 @@ def test_swap_backbone_of_stock_config(stock, lines):
     merged = get_cfg()  # or merge our Base-DLA.yaml onto it
     add_dlap_config(merged)
     merged.merge_from_file(model_zoo.get_config_file(stock))
-    merged.merge_from_file(os.path.join(CONFIG_DIR, 'Base-DLA.yaml'))
+    merged.merge_from_file(d2_ext.get_config_file('DLA-Backbone.yaml'))
     assert merged.MODEL.BACKBONE.NAME == 'build_dlap_fpn_backbone' and merged.INPUT.FORMAT == 'RGB'
 
 
@@ -177,7 +176,7 @@ def test_train_net_synthetic_shapes_flag(tmp_path):
 
     from d2_ext.train_net import SHAPES_TEST, SHAPES_TRAIN, argument_parser, setup
 
-    config = os.path.join(CONFIG_DIR, 'mask_rcnn_dla34_fpn_1x.yaml')
+    config = d2_ext.get_config_file('mask_rcnn_dla34_fpn_1x.yaml')
     args = argument_parser().parse_args(['--config-file', config, '--synthetic-shapes', '8', '--synthetic-size', '64',
                                          'OUTPUT_DIR', str(tmp_path), 'MODEL.RETINANET.NUM_CLASSES', '7'])
     try:

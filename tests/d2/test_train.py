@@ -9,8 +9,9 @@ from detectron2.modeling import RetinaNet
 from detectron2.utils.env import seed_all_rng
 from detectron2.utils.events import EventStorage
 
+from d2_ext import get_config_file
 from d2_ext.data import register_shapes
-from d2_ext.demo import CONFIG_DIR, shapes_cfg
+from d2_ext.demo import shapes_cfg
 from d2_ext.train_net import Trainer
 
 pytestmark = pytest.mark.slow
@@ -73,7 +74,7 @@ def test_dataset_is_registered_coco(shapes):
                                              ('retinanet_dla34_up_1x.yaml', 30, 0.03)])
 def test_trainer_learns_resumes_and_evaluates(shapes, tmp_path, config, iters, lr):
     train, test = shapes
-    cfg = shapes_cfg(os.path.join(CONFIG_DIR, config), train, test, str(tmp_path), iters, arch='dla46_c',
+    cfg = shapes_cfg(get_config_file(config), train, test, str(tmp_path), iters, arch='dla46_c',
                      image_size=96, channels=32, batch_size=4, lr=lr)
     # from scratch (BN, nothing frozen); a short warmup, then the full lr for the rest of this short run
     cfg.SOLVER.WARMUP_ITERS, cfg.SOLVER.STEPS = 4, ()
