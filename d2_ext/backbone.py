@@ -13,6 +13,7 @@ from detectron2.modeling import BACKBONE_REGISTRY, Backbone
 from detectron2.modeling.backbone.fpn import FPN, LastLevelMaxPool, LastLevelP6P7
 
 from dla_plugins import DLAUp, create_dla, get_norm_layer
+from dla_plugins.backbone import STAGES
 
 __all__ = [
     'DLABackbone', 'DLAUpNeck', 'dlap_norm', 'NORMS', 'TOP_BLOCKS', 'build_dlap_backbone', 'build_dlap_fpn_backbone',
@@ -22,9 +23,6 @@ __all__ = [
 NORMS = ('FrozenBN', 'BN', 'SyncBN', 'naiveSyncBN', 'GN')
 TOP_BLOCKS = ('', 'maxpool', 'p6p7')
 LEVELS = tuple(f'level{i}' for i in range(6))
-# freeze_at k (ResNet meaning): k=1 freezes the stem (stride <= 2: base_layer, level0, level1), k>=2 also
-# level2..level{k} (the stride 4..32 stages, like res2..res5).
-_FREEZE_GROUPS = (('base_layer', 'level0', 'level1'), ('level2',), ('level3',), ('level4',), ('level5',))
 
 
 def dlap_norm(norm: Union[str, Callable[[int], nn.Module]], arg: str = 'norm') -> Callable[[int], nn.Module]:
@@ -66,8 +64,8 @@ class DLABackbone(Backbone):
         bad = [f for f in out_features if f not in LEVELS]
         if not out_features or bad:
             raise ValueError(f'out_features: unknown level(s) {bad}; allowed: {list(LEVELS)}')
-        if not isinstance(freeze_at, int) or not 0 <= freeze_at <= len(_FREEZE_GROUPS):
-            raise ValueError(f'freeze_at: must be an integer in 0..{len(_FREEZE_GROUPS)}, got {freeze_at!r}')
+        if not isinstance(freeze_at, int) or not 0 <= freeze_at <= len(STAGES):
+            raise ValueError(f'freeze_at: must be an integer in 0..{len(STAGES)}, got {freeze_at!r}')
         self.dla = create_dla(arch, num_classes=0, in_chans=in_chans, output_stride=output_stride,
                               norm_layer=dlap_norm(norm))
         self.dla.set_grad_checkpointing(grad_checkpointing)
@@ -80,13 +78,11 @@ class DLABackbone(Backbone):
         self.freeze(freeze_at)
 
     def freeze(self, freeze_at: int = 0) -> 'DLABackbone':
-        """Freeze the stem and levels up to ``freeze_at`` (see the class docstring); returns self."""
-        for group in _FREEZE_GROUPS[:freeze_at]:
-            for name in group:
-                module = getattr(self.dla, name)
-                for p in module.parameters():
-                    p.requires_grad_(False)
-                setattr(self.dla, name, FrozenBatchNorm2d.convert_frozen_batchnorm(module))
+        """Freeze the first ``freeze_at`` stages of the core's stage table (see the class docstring); returns self."""
+        for name, module in self.dla.stage_modules(freeze_at):
+            for p in module.parameters():
+                p.requires_grad_(False)
+            setattr(self.dla, name, FrozenBatchNorm2d.convert_frozen_batchnorm(module))
         return self
 
     def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:

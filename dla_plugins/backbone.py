@@ -10,9 +10,13 @@ from torch.utils.checkpoint import checkpoint
 from .layers import BLOCKS, AggregationNode, NormLayer, get_norm_layer
 from .variants import DLAVariant, resolve_variant
 
-__all__ = ['DLA', 'HDATree', 'GlobalPool', 'feature_take_indices']
+__all__ = ['DLA', 'HDATree', 'GlobalPool', 'feature_take_indices', 'STAGES', 'NUM_LEVELS']
 
 NUM_LEVELS = 6
+# The stage table both host adapters freeze by (ResNet's meaning): stage 0 is the stem (everything at stride <= 2),
+# stage k >= 1 is level{k+1} (strides 4, 8, 16, 32 as ResNet's res2..res5). detectron2's ``freeze_at=k`` freezes
+# stages 0..k-1; mmseg's ``frozen_stages=k`` freezes stages 0..k.
+STAGES = (('base_layer', 'level0', 'level1'), ('level2',), ('level3',), ('level4',), ('level5',))
 _fx = torch.fx._symbolic_trace
 _is_fx_symbolic_tracing = getattr(_fx, 'is_fx_symbolic_tracing', _fx.is_fx_tracing)
 MIN_INPUT_SIZE = 16
@@ -280,36 +284,46 @@ class DLA(nn.Module):
                              f'level4/level5 only padding to aggregate), got {x.shape[-2]}x{x.shape[-1]}')
 
     @torch.jit.unused
-    def _forward_levels_py(self, x: torch.Tensor, last: int = NUM_LEVELS - 1) -> List[torch.Tensor]:
-        """Python path: the stem and levels 0..last; checkpointed per level when enabled and grads are on.
+    def _levels_checkpointed(self, x: torch.Tensor, last: int) -> List[torch.Tensor]:
+        """Levels 0..last, each recomputed in the backward pass (non-reentrant activation checkpointing).
 
         The full-resolution stem is recomputed together with level0 (measured: less peak memory than storing the
         stem's output as a segment boundary).
         """
-        ckpt = self.grad_checkpointing and torch.is_grad_enabled()
         out: List[torch.Tensor] = []
         for i in range(last + 1):
             mods = [self.base_layer, self.level0] if i == 0 else [getattr(self, f'level{i}')]
-            if ckpt:
-                x = _checkpointed(x, *mods)
-            else:
-                for mod in mods:
-                    x = mod(x)
+            x = _checkpointed(x, *mods)
+            out.append(x)
+        return out
+
+    def _levels(self, x: torch.Tensor, last: int = NUM_LEVELS - 1) -> List[torch.Tensor]:
+        """The one levels path: stem and levels 0..last (checkpointed per level when enabled and grads are on)."""
+        if not torch.jit.is_scripting() and self.grad_checkpointing and torch.is_grad_enabled():
+            return self._levels_checkpointed(x, last)
+        x = self.level0(self.base_layer(x))
+        out = [x]
+        if last >= 1:
+            x = self.level1(x)
+            out.append(x)
+        if last >= 2:
+            x = self.level2(x)
+            out.append(x)
+        if last >= 3:
+            x = self.level3(x)
+            out.append(x)
+        if last >= 4:
+            x = self.level4(x)
+            out.append(x)
+        if last >= 5:
+            x = self.level5(x)
             out.append(x)
         return out
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_scripting():
             self._check_input(x)
-            if self.grad_checkpointing:
-                return self._forward_levels_py(x)[-1]
-        x = self.base_layer(x)
-        x = self.level0(x)
-        x = self.level1(x)
-        x = self.level2(x)
-        x = self.level3(x)
-        x = self.level4(x)
-        return self.level5(x)
+        return self._levels(x)[-1]
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = self.head_drop(self.global_pool(x))
@@ -337,16 +351,18 @@ class DLA(nn.Module):
             raise ValueError(f"output_fmt: only 'NCHW' is supported, got {output_fmt!r}")
         take, max_index = feature_take_indices(NUM_LEVELS, indices)
         self._check_input(x)
-        levels = self._forward_levels_py(x, max_index if stop_early else NUM_LEVELS - 1)
+        levels = self._levels(x, max_index if stop_early else NUM_LEVELS - 1)
         feats = [levels[i] for i in take]
         if intermediates_only:
             return feats
         return levels[-1], feats
 
-    def forward_levels(self, x: torch.Tensor) -> List[torch.Tensor]:
-        """Outputs of all six levels (what detection/segmentation necks consume)."""
-        self._check_input(x)
-        return self._forward_levels_py(x)
+    def stage_modules(self, num_stages: int) -> List[Tuple[str, nn.Module]]:
+        """``(name, module)`` of the first ``num_stages`` entries of :data:`STAGES` (what freezing ``num_stages``
+        stages covers), in forward order."""
+        if not isinstance(num_stages, int) or not 0 <= num_stages <= len(STAGES):
+            raise ValueError(f'num_stages: must be an integer in 0..{len(STAGES)}, got {num_stages!r}')
+        return [(name, getattr(self, name)) for group in STAGES[:num_stages] for name in group]
 
     def prune_intermediate_layers(self, indices: Union[int, List[int]] = 1, prune_norm: bool = False,
                                   prune_head: bool = True) -> List[int]:

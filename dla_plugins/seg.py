@@ -46,6 +46,6 @@ class DLASeg(nn.Module):
         self.num_classes = num_classes
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        feats = self.backbone.forward_levels(x)[self.first_level:]
+        feats = self.backbone.forward_intermediates(x, intermediates_only=True)[self.first_level:]
         logits = self.classifier(self.neck(feats)[0])
         return F.interpolate(logits, size=x.shape[-2:], mode='bilinear', align_corners=False)

@@ -10,7 +10,7 @@ from mmengine.model import BaseModule
 from mmseg.registry import MODELS
 
 from dla_plugins import create_dla, load_checkpoint
-from dla_plugins.backbone import NUM_LEVELS
+from dla_plugins.backbone import NUM_LEVELS, STAGES
 
 __all__ = ['DLA', 'NORM_TYPES', 'norm_layer_from_cfg']
 
@@ -46,7 +46,8 @@ class DLA(BaseModule):
         output_stride: 32, 16 or 8; 16/8 replace the stride of level5 (and level4) by dilation.
         in_channels: Input image channels.
         norm_cfg: 'BN', 'SyncBN' or 'GN' norm config, built with mmcv's ``build_norm_layer``.
-        frozen_stages: -1 freezes nothing, 0 the stem (``base_layer``), k > 0 the stem and levels 0..k-1.
+        frozen_stages: mmseg's ResNet meaning: -1 freezes nothing, 0 the stem (``base_layer``, ``level0``,
+            ``level1``: everything at stride <= 2), k >= 1 the stem and ``level2``..``level{k+1}``.
         norm_eval: Keep every BatchNorm of the backbone in eval mode (frozen statistics) during training.
         with_cp: Gradient checkpointing: each level is recomputed in the backward pass.
         init_cfg: None (the core's initialisation) or ``dict(type='Pretrained', checkpoint=PATH)`` with a timm- or
@@ -68,8 +69,8 @@ class DLA(BaseModule):
         out_indices = tuple(out_indices)
         if not out_indices or any(not isinstance(i, int) or not 0 <= i < NUM_LEVELS for i in out_indices):
             raise ValueError(f'out_indices: level indices in 0..{NUM_LEVELS - 1} expected, got {out_indices}')
-        if not isinstance(frozen_stages, int) or not -1 <= frozen_stages <= NUM_LEVELS:
-            raise ValueError(f'frozen_stages: must be an integer in -1..{NUM_LEVELS}, got {frozen_stages!r}')
+        if not isinstance(frozen_stages, int) or not -1 <= frozen_stages < len(STAGES):
+            raise ValueError(f'frozen_stages: must be an integer in -1..{len(STAGES) - 1}, got {frozen_stages!r}')
         self.arch, self.out_indices = arch, out_indices
         self.frozen_stages, self.norm_eval = frozen_stages, norm_eval
         self.body = create_dla(arch, num_classes=0, in_chans=in_channels, output_stride=output_stride,
@@ -82,9 +83,7 @@ class DLA(BaseModule):
         self._freeze_stages()
 
     def _frozen_modules(self) -> List[nn.Module]:
-        if self.frozen_stages < 0:
-            return []
-        return [self.body.base_layer] + [getattr(self.body, f'level{i}') for i in range(self.frozen_stages)]
+        return [m for _, m in self.body.stage_modules(self.frozen_stages + 1)]
 
     def _freeze_stages(self) -> None:
         for m in self._frozen_modules():
@@ -99,8 +98,8 @@ class DLA(BaseModule):
         self._is_init = True
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        levels = self.body.forward_levels(x)
-        return tuple(levels[i] for i in self.out_indices)
+        return tuple(self.body.forward_intermediates(x, indices=list(self.out_indices), stop_early=True,
+                                                     intermediates_only=True))
 
     def train(self, mode: bool = True) -> 'DLA':
         super().train(mode)

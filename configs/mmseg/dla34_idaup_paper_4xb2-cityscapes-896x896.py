@@ -3,53 +3,19 @@
 # Our choices where we could not pin the paper down: the iteration count (90k x 8 = about 240 epochs of the 2975
 # training images), lr 0.01, weight decay 1e-4, the 10000-iteration val/checkpoint interval, DLA-Up to stride 4
 # (levels 2-5; the paper's IDA-Up reaches stride 2-4), mmseg's CrossEntropyLoss and cat_max_ratio crop rule.
-# ImageNet initialisation as in the paper: put a timm- or ucbdrive-layout dla34 checkpoint at `pretrained`
-# (see docs/mmseg.md), or another path with --cfg-options model.backbone.init_cfg.checkpoint=PATH;
-# train from scratch with --cfg-options model.backbone.init_cfg=None.
+# ImageNet initialisation as in the paper: see _base_/models/dla34_idaup.py.
 _base_ = [
+    './_base_/models/dla34_idaup.py',
     'mmseg::_base_/datasets/cityscapes.py',
     'mmseg::_base_/default_runtime.py',
 ]
-custom_imports = dict(imports=['mmseg_ext'], allow_failed_imports=False)
-
-pretrained = 'checkpoints/dla34_imagenet.pth'
 crop_size = (896, 896)
 max_iters = 90000
-norm_cfg = dict(type='SyncBN', requires_grad=True)
-data_preprocessor = dict(
-    type='SegDataPreProcessor',
-    mean=[123.675, 116.28, 103.53],
-    std=[58.395, 57.12, 57.375],
-    bgr_to_rgb=True,
-    pad_val=0,
-    seg_pad_val=255,
-    size=crop_size)
+data_preprocessor = dict(size=crop_size)
 model = dict(
-    type='EncoderDecoder',
     data_preprocessor=data_preprocessor,
-    backbone=dict(
-        type='DLA',
-        arch='dla34',
-        out_indices=(2, 3, 4, 5),
-        output_stride=8,
-        norm_cfg=norm_cfg,
-        frozen_stages=-1,
-        norm_eval=False,
-        with_cp=False,
-        init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
-    decode_head=dict(
-        type='DLAUpHead',
-        in_channels=[64, 128, 256, 512],
-        strides=[4, 8, 8, 8],
-        in_index=[0, 1, 2, 3],
-        node_type='conv',
-        dropout_ratio=0.0,
-        num_classes=19,
-        norm_cfg=norm_cfg,
-        align_corners=False,
-        loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)),
-    train_cfg=dict(),
-    test_cfg=dict(mode='whole'))
+    backbone=dict(output_stride=8),
+    decode_head=dict(strides=[4, 8, 8, 8]))
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),

@@ -36,13 +36,7 @@ class BackboneLevels(nn.Module):
         self.backbone = backbone
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        b = self.backbone
-        x = b.base_layer(x)
-        outs: List[torch.Tensor] = []
-        for level in (b.level0, b.level1, b.level2, b.level3, b.level4, b.level5):
-            x = level(x)
-            outs.append(x)
-        return tuple(outs)
+        return tuple(self.backbone.forward_intermediates(x, intermediates_only=True))
 
 
 def build_export_model(variant: str, what: str = 'classifier', num_classes: Optional[int] = None,

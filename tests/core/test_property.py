@@ -29,7 +29,7 @@ def test_levels_shapes_and_finite(variant, h, w, output_stride, norm):
     model = create_dla(variant, num_classes=7, output_stride=output_stride, norm_layer=norm).eval()
     x = torch.randn(1, 3, h, w)
     with torch.no_grad():
-        levels = model.forward_levels(x)
+        levels = model.forward_intermediates(x, intermediates_only=True)
         logits = model(x)
     assert logits.shape == (1, 7) and torch.isfinite(logits).all()
     for feat, info in zip(levels, model.feature_info):

@@ -13,6 +13,7 @@ from detectron2.structures import ImageList
 import d2_ext
 from d2_ext import DLABackbone, DLAUpNeck, add_dlap_config
 from dla_plugins import ModulatedDeformConv2d, load_checkpoint
+from dla_plugins.backbone import STAGES
 
 BUILDERS = ('build_dlap_backbone', 'build_dlap_fpn_backbone', 'build_dlap_retinanet_fpn_backbone',
             'build_dlap_up_backbone')
@@ -120,8 +121,7 @@ def test_freeze_at_has_resnet_meaning(freeze_at):
         loss.backward()
     else:  # everything frozen: nothing to differentiate
         assert not loss.requires_grad
-    groups = [('base_layer', 'level0', 'level1'), ('level2',), ('level3',), ('level4',), ('level5',)]
-    for i, group in enumerate(groups):
+    for i, group in enumerate(STAGES):
         frozen = i < freeze_at
         for name in group:
             mod = getattr(b.dla, name)

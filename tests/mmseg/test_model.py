@@ -96,7 +96,7 @@ def test_backbone_and_head_equal_core_dlaseg(output_stride, strides):
     x = torch.randn(2, 3, 45, 71)
     with torch.no_grad():
         feats = backbone(x)
-        expect_feats = ref.backbone.forward_levels(x)[2:]
+        expect_feats = ref.backbone.forward_intermediates(x, intermediates_only=True)[2:]
         for a, b in zip(feats, expect_feats):
             torch.testing.assert_close(a, b, rtol=0, atol=0)
         out = head(feats)
@@ -124,9 +124,9 @@ def test_frozen_stages_stay_frozen_and_norm_eval_holds_bn():
     head = MODELS.build(dict(type='DLAUpHead', in_channels=[64, 64, 128, 256], strides=[4, 8, 16, 32],
                              num_classes=3, dropout_ratio=0.0))
     backbone.train()
-    frozen = [backbone.body.base_layer, backbone.body.level0, backbone.body.level1, backbone.body.level2]
+    frozen = [getattr(backbone.body, n) for n in ('base_layer', 'level0', 'level1', 'level2', 'level3', 'level4')]
     assert all(not p.requires_grad for m in frozen for p in m.parameters())
-    assert all(p.requires_grad for p in backbone.body.level3.parameters())
+    assert all(p.requires_grad for p in backbone.body.level5.parameters())
     bns = [m for m in backbone.modules() if isinstance(m, nn.BatchNorm2d)]
     assert bns and all(not m.training for m in bns)
     before = {k: v.clone() for k, v in backbone.state_dict().items()}
@@ -140,8 +140,8 @@ def test_frozen_stages_stay_frozen_and_norm_eval_holds_bn():
         opt.step()
     after = backbone.state_dict()
     for k, v in before.items():
-        if k.startswith(('body.base_layer', 'body.level0', 'body.level1', 'body.level2')) or 'running' in k \
-                or 'num_batches' in k:
+        frozen = tuple(f'body.{n}' for n in ('base_layer', 'level0', 'level1', 'level2', 'level3', 'level4'))
+        if k.startswith(frozen) or 'running' in k or 'num_batches' in k:
             torch.testing.assert_close(after[k], v, rtol=0, atol=0, msg=k)
     assert not torch.equal(after['body.level5.root.conv.weight'], before['body.level5.root.conv.weight'])
     backbone.train(False)
@@ -150,8 +150,25 @@ def test_frozen_stages_stay_frozen_and_norm_eval_holds_bn():
 
 def test_without_norm_eval_bn_trains():
     backbone = _backbone(arch='dla46_c', frozen_stages=0).train()
-    assert not backbone.body.base_layer.training and backbone.body.level0.training
-    assert all(m.training for m in backbone.body.level1.modules())
+    assert not any(getattr(backbone.body, n).training for n in ('base_layer', 'level0', 'level1'))
+    assert all(m.training for m in backbone.body.level2.modules())
+
+
+@pytest.mark.parametrize('frozen_stages', [-1, 0, 1, 2, 3, 4])
+def test_frozen_stages_has_mmseg_resnet_meaning_and_matches_d2_freeze_at(frozen_stages):
+    """-1 nothing; 0 the stem (everything at stride <= 2); k >= 1 also level2..level{k+1}: detectron2's
+    freeze_at = frozen_stages + 1 freezes the same modules (one stage table in the core)."""
+    import d2_ext
+
+    backbone = _backbone(arch='dla46_c', frozen_stages=frozen_stages).train()
+    stem = ('base_layer', 'level0', 'level1')
+    expect = set(stem + tuple(f'level{i}' for i in range(2, frozen_stages + 2))) if frozen_stages >= 0 else set()
+    frozen = {n for n in stem + ('level2', 'level3', 'level4', 'level5')
+              if not any(p.requires_grad for p in getattr(backbone.body, n).parameters())}
+    assert frozen == expect
+    d2 = d2_ext.DLABackbone('dla46_c', norm='BN', freeze_at=frozen_stages + 1)
+    assert {n for n in stem + ('level2', 'level3', 'level4', 'level5')
+            if not any(p.requires_grad for p in getattr(d2.dla, n).parameters())} == expect
 
 
 def test_with_cp_gives_same_outputs_and_grads():
@@ -189,8 +206,8 @@ def test_norm_cfg_translation():
 def test_bad_arguments_name_the_argument():
     with pytest.raises(ValueError, match=r'out_indices: level indices in 0..5 expected, got \(2, 6\)'):
         _backbone(out_indices=(2, 6))
-    with pytest.raises(ValueError, match='frozen_stages: must be an integer in -1..6, got 7'):
-        _backbone(frozen_stages=7)
+    with pytest.raises(ValueError, match='frozen_stages: must be an integer in -1..4, got 5'):
+        _backbone(frozen_stages=5)
     with pytest.raises(ValueError, match='output_stride: must be 32, 16 or 8, got 4'):
         _backbone(output_stride=4)
     with pytest.raises(ValueError, match="variant: unknown DLA variant 'dla35'"):
