@@ -1,19 +1,21 @@
 """DLA in timm's registry: pretrained cfgs, the build function and one ``@register_model`` entrypoint per variant.
 
-On import, timm's built-in DLA registrations are removed from timm's registry (deliberately, without timm's
-"Overwriting ... in registry" warning) and every variant of :data:`dla_plugins.VARIANTS` is registered under its
-timm name. Variants timm ships keep timm's pretrained tags and cfgs exactly (``dla60x.in1k`` on hub id
-``timm/dla60x.in1k``); variants timm lacks (``dla46_m``) are registered without weights.
+On import, every variant of :data:`dla_plugins.VARIANTS` is registered under its timm name with timm's public
+``register_model``, which replaces timm's built-in entry and its pretrained cfgs; timm's "Overwriting ... in registry"
+warning is silenced for exactly these names (the replacement is deliberate). Variants timm ships keep timm's
+pretrained tags and cfgs exactly (``dla60x.in1k`` on hub id ``timm/dla60x.in1k``); variants timm lacks
+(``dla46_m``) are registered without weights.
 """
 import logging
+import re
+import warnings
 from functools import partial
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
 import torch
 import torch.nn as nn
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.models import _registry as timm_registry
-from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models import build_model_with_cfg, generate_default_cfgs, is_model, register_model
 
 from dla_plugins import DLA, VARIANTS, DLAVariant, create_dla
 from dla_plugins.checkpoint import convert_ucbdrive, is_ucbdrive_layout
@@ -91,25 +93,6 @@ def _variant_cfgs(v: DLAVariant) -> Dict[str, Dict[str, Any]]:
 default_cfgs = generate_default_cfgs({k: c for v in VARIANTS.values() for k, c in _variant_cfgs(v).items()})
 
 
-def _forget_registration(name: str) -> bool:
-    """Remove ``name`` and all its tags from timm's registry; True if it was registered.
-
-    Deliberate replacement: timm's ``register_model`` warns "Overwriting ... in registry" on a clash, which would
-    print one warning per DLA on every ``import timm_ext``. Clearing timm's entries first registers ours silently.
-    """
-    if name not in timm_registry._model_entrypoints:
-        return False
-    del timm_registry._model_entrypoints[name]
-    module = timm_registry._model_to_module.pop(name, None)
-    if module is not None and module in timm_registry._module_to_models:
-        timm_registry._module_to_models[module].discard(name)
-    for tagged in [*timm_registry._model_with_tags.pop(name, []), name]:
-        timm_registry._model_pretrained_cfgs.pop(tagged, None)
-        timm_registry._model_has_pretrained.discard(tagged)
-    timm_registry._model_default_cfgs.pop(name, None)
-    return True
-
-
 def _make_entrypoint(v: DLAVariant) -> Callable[..., DLA]:
     def entrypoint(pretrained: bool = False, **kwargs: Any) -> DLA:
         return create_timm_dla(v.name, pretrained, **kwargs)
@@ -124,8 +107,10 @@ def _make_entrypoint(v: DLAVariant) -> Callable[..., DLA]:
 REPLACED: List[str] = []  # timm built-in names we replaced
 REGISTERED: List[str] = []  # every name we registered, table order
 for _v in VARIANTS.values():
-    if _forget_registration(_v.name):
+    if is_model(_v.name):
         REPLACED.append(_v.name)
-    globals()[_v.name] = register_model(_make_entrypoint(_v))
+    with warnings.catch_warnings():  # only timm's overwrite warning for this very name is silenced
+        warnings.filterwarnings('ignore', rf'Overwriting {re.escape(_v.name)} in registry ', UserWarning)
+        globals()[_v.name] = register_model(_make_entrypoint(_v))
     __all__.append(_v.name)
     REGISTERED.append(_v.name)
