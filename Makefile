@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test test-fast lint bench clean
 
 setup:
 	bash scripts/setup.sh
@@ -19,6 +19,9 @@ lint: setup
 
 test: lint
 	$(PY) -m pytest -p no:cacheprovider --durations=15 $(PYTEST_ARGS)
+
+test-fast: lint  # the quick subset: everything not marked slow
+	$(PY) -m pytest -p no:cacheprovider -m "not slow" $(PYTEST_ARGS)
 
 bench: setup
 	$(PY) -m dla_plugins.tools.cli bench

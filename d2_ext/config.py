@@ -1,5 +1,5 @@
 """``add_dlap_config``: the ``MODEL.DLAP`` config node (named so it cannot collide with CenterNet2's ``MODEL.DLA``),
-and the shipped configs: ``get_config_file(name)`` and the ``/@detectron2-model-zoo/`` base prefix."""
+and the ``/@detectron2-model-zoo/`` prefix through which our yaml configs inherit detectron2's own bases."""
 import os
 from typing import Any, List
 
@@ -8,24 +8,9 @@ from detectron2.config import CfgNode as CN
 from detectron2.utils.file_io import PathManager
 from iopath.common.file_io import PathHandler
 
-from dla_plugins.tools.configs import list_shipped_configs, shipped_config_file
+__all__ = ['add_dlap_config', 'IMAGENET_RGB_MEAN', 'IMAGENET_RGB_STD', 'MODEL_ZOO_PREFIX', 'ModelZooConfigHandler']
 
-__all__ = ['add_dlap_config', 'get_config_file', 'list_config_files', 'IMAGENET_RGB_MEAN', 'IMAGENET_RGB_STD',
-           'MODEL_ZOO_PREFIX']
-
-_ADAPTER_DIR = os.path.dirname(os.path.abspath(__file__))
-_SUFFIXES = ('.yaml', '.py')
 MODEL_ZOO_PREFIX = '/@detectron2-model-zoo/'
-
-
-def get_config_file(name: str) -> str:
-    """Path of a config shipped with dla-plugins (works from a wheel), e.g. ``'faster_rcnn_dla34_up_1x.yaml'``."""
-    return shipped_config_file(_ADAPTER_DIR, 'detectron2', name, _SUFFIXES)
-
-
-def list_config_files() -> List[str]:
-    """Names of the shipped detectron2 configs (yaml and LazyConfig)."""
-    return list_shipped_configs(_ADAPTER_DIR, 'detectron2', _SUFFIXES)
 
 
 class ModelZooConfigHandler(PathHandler):

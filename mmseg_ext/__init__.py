@@ -3,24 +3,31 @@
 
 Load it from a config with ``custom_imports = dict(imports=['mmseg_ext'], allow_failed_imports=False)``.
 """
-try:
-    import mmcv  # noqa: F401
-    import mmengine  # noqa: F401
-    import mmseg  # noqa: F401
-except ImportError as e:  # pragma: no cover - exercised only without the extra
-    raise ImportError(f"mmseg_ext needs mmsegmentation 1.x, mmcv 2.x (with ops) and mmengine: "
-                      f"pip install 'dla-plugins[mmseg]' (see scripts/setup.sh for mmcv) ({e})") from e
-
-from .serialization import MMENGINE_SAFE_GLOBALS, allow_mmengine_checkpoints
-
-allow_mmengine_checkpoints()
-
-from .backbone import DLA, norm_layer_from_cfg  # noqa: E402
-from .camvid import CAMVID_CLASSES, CAMVID_PALETTE, CamVidDataset  # noqa: E402
-from .dist import DeviceAwareDDP, adapt_config_for_cpu  # noqa: E402
-from .head import DLAUpHead  # noqa: E402
+from .shipped_configs import get_config_file, list_config_files  # pure Python: locating configs needs no host
 
 REGISTERED = dict(MODELS=('DLA', 'DLAUpHead'), DATASETS=('CamVidDataset',), MODEL_WRAPPERS=('DeviceAwareDDP',))
 
 __all__ = ['DLA', 'DLAUpHead', 'CamVidDataset', 'DeviceAwareDDP', 'CAMVID_CLASSES', 'CAMVID_PALETTE', 'REGISTERED',
-           'MMENGINE_SAFE_GLOBALS', 'allow_mmengine_checkpoints', 'adapt_config_for_cpu', 'norm_layer_from_cfg']
+           'MMENGINE_SAFE_GLOBALS', 'allow_mmengine_checkpoints', 'adapt_config_for_cpu', 'norm_layer_from_cfg',
+           'get_config_file', 'list_config_files']
+
+_NOTE = ' (mmcv with its compiled ops: docs/install.md)'
+try:
+    import mmcv  # noqa: F401
+    import mmengine  # noqa: F401
+    import mmseg  # noqa: F401
+except ImportError as e:  # exercised by tests/tools/test_extras.py and the wheel test
+    from dla_plugins.tools.extras import missing_host_getattr
+
+    __getattr__ = missing_host_getattr('mmseg_ext', 'mmseg', e, __all__, _NOTE)
+else:
+    from .serialization import MMENGINE_SAFE_GLOBALS, allow_mmengine_checkpoints
+
+    allow_mmengine_checkpoints()
+
+    from .backbone import DLA, norm_layer_from_cfg
+    from .camvid import CAMVID_CLASSES, CAMVID_PALETTE, CamVidDataset
+    from .dist import DeviceAwareDDP, adapt_config_for_cpu
+    from .head import DLAUpHead
+
+

@@ -23,12 +23,12 @@ from mmengine.runner import Runner
 
 from dla_plugins.variants import resolve_variant
 
+from .shipped_configs import get_config_file
 from .synthetic import write_cityscapes_layout
 
 __all__ = ['CITYSCAPES_CONFIG', 'tiny_config', 'majority_class_miou', 'run_demo', 'main']
 
-_CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'configs', 'mmseg')
-CITYSCAPES_CONFIG = os.path.join(_CONFIG_DIR, 'dla34_idaup_4xb2-80k_cityscapes-512x1024.py')
+CITYSCAPES_CONFIG = get_config_file('dla34_idaup_4xb2-80k_cityscapes-512x1024.py')
 
 
 def tiny_config(config: Union[str, Config], data_root: str, work_dir: str, *, image_size: Tuple[int, int] = (64, 64),

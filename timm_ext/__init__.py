@@ -7,9 +7,10 @@ timm lacks (``dla46_m``) are added without weights. See docs/timm.md.
 try:
     import timm  # noqa: F401
     import timm.models  # noqa: F401
-except ImportError as e:  # pragma: no cover - exercised in a subprocess by the tests
-    raise ImportError(
-        f'timm_ext needs timm, which is not installed ({e}); install the extra: pip install dla-plugins[timm]') from e
+except ImportError as e:  # exercised by the wheel test (tests/tools/test_wheel.py)
+    from dla_plugins.tools.extras import adapter_import_failed
+
+    adapter_import_failed('timm_ext', 'timm', e)
 
 from .dla import REGISTERED, REPLACED, checkpoint_filter_fn, create_timm_dla, default_cfgs
 

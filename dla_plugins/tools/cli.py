@@ -8,6 +8,8 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
+from .extras import MissingExtraError, require
+
 __all__ = ['main', 'build_parser', 'convert_checkpoint', 'infer_variant']
 
 
@@ -43,6 +45,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
+    for module, extra in (('timm', 'timm'), ('fvcore', 'bench'), ('matplotlib', 'bench')):
+        require(module, extra, 'dla-plugins bench')
     from .bench import plot, run_bench, to_markdown
 
     if args.threads:
@@ -148,6 +152,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
     if not args.onnx and not args.torchscript:
         raise SystemExit('dla-plugins export: give --onnx PATH and/or --torchscript PATH')
+    if args.onnx:
+        for module in ('onnx', 'onnxruntime'):
+            require(module, 'export', 'dla-plugins export --onnx')
     size = (args.img_size, args.img_size)
     model = build_export_model(args.variant, args.what, args.num_classes, args.node_type, args.checkpoint)
     steps = [s for s, p in (('onnx', args.onnx), ('torchscript', args.torchscript)) if p]
@@ -235,7 +242,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, RuntimeError) as e:  # CheckpointError and ExportError are RuntimeErrors
+    except (ValueError, RuntimeError, MissingExtraError) as e:  # CheckpointError/ExportError are RuntimeErrors
         print(f'dla-plugins {args.command}: error: {e}', file=sys.stderr)
         return 2
 

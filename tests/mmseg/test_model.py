@@ -1,5 +1,4 @@
 """mmseg adapter, model level: registration, configs, equality with the core, freezing, norms, pretrained loading."""
-import glob
 import os
 import pickle
 
@@ -15,9 +14,9 @@ from mmseg.structures import SegDataSample
 import mmseg_ext
 from dla_plugins import CheckpointError, DLASeg, create_dla
 from dla_plugins.layers import bilinear_upsample_init
-from tests.helpers import ROOT  # noqa: E402
+from mmseg_ext import get_config_file, list_config_files
 
-CONFIGS = sorted(glob.glob(os.path.join(ROOT, 'configs', 'mmseg', '*.py')))
+CONFIGS = [get_config_file(n) for n in list_config_files() if not n.startswith('_base_')]
 
 
 @pytest.fixture(autouse=True)

@@ -14,11 +14,12 @@ from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
 import mmseg_ext
+from mmseg_ext import get_config_file
 from mmseg_ext.demo import CITYSCAPES_CONFIG, majority_class_miou, tiny_config
 from mmseg_ext.synthetic import write_camvid_layout, write_cityscapes_layout
-from tests.helpers import ROOT, subprocess_env  # noqa: E402
+from tests.helpers import subprocess_env  # noqa: E402
 
-CAMVID_CONFIG = os.path.join(ROOT, 'configs', 'mmseg', 'dla34_idaup_4xb2-20k_camvid-400x400.py')
+CAMVID_CONFIG = get_config_file('dla34_idaup_4xb2-20k_camvid-400x400.py')
 ITERS = 150  # batches of 8 64x64 images: ~45 s on 2 loaded cores
 pytestmark = pytest.mark.slow
 
