@@ -15,6 +15,7 @@ import mmseg_ext
 from dla_plugins import CheckpointError, DLASeg, create_dla
 from dla_plugins.layers import bilinear_upsample_init
 from mmseg_ext import get_config_file, list_config_files
+from tests.helpers import randomize_bn
 
 CONFIGS = [get_config_file(n) for n in list_config_files() if not n.startswith('_base_')]
 
@@ -246,10 +247,7 @@ def _ucbdrive_layout(model: nn.Module) -> dict:
 
 @pytest.mark.parametrize('layout', ['timm', 'ucbdrive'])
 def test_pretrained_init_cfg_loads_strictly_and_drops_classifier(tmp_path, layout):
-    src = create_dla('dla34', num_classes=1000)
-    for bn in src.modules():
-        if isinstance(bn, nn.BatchNorm2d):
-            nn.init.uniform_(bn.running_mean)
+    src = randomize_bn(create_dla('dla34', num_classes=1000))
     state = src.state_dict() if layout == 'timm' else _ucbdrive_layout(src)
     assert ('level3.project.0.weight' in state) == (layout == 'ucbdrive')
     path = tmp_path / f'dla34_{layout}.pth'

@@ -18,7 +18,7 @@ from torchvision.transforms import functional as TF
 
 import timm_ext
 from dla_plugins import DLA, VARIANTS, HDATree
-from tests.helpers import ROOT, subprocess_env  # noqa: E402
+from tests.helpers import ROOT, randomize_bn, subprocess_env  # noqa: E402
 
 ENV = subprocess_env()
 
@@ -49,19 +49,6 @@ def _json(obj):
 
 def _x(n=1, size=64, chans=3, seed=0):
     return torch.randn(n, chans, size, size, generator=torch.Generator().manual_seed(seed))
-
-
-def _randomise_bn(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Non-trivial BN statistics/affines so that eval outputs depend on every tensor of the checkpoint."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.weight.copy_(0.5 + torch.rand(m.weight.shape, generator=g))
-                m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=g))
-                m.running_mean.copy_(0.1 * torch.randn(m.running_mean.shape, generator=g))
-                m.running_var.copy_(0.5 + torch.rand(m.running_var.shape, generator=g))
-    return model.eval()
 
 
 def _ucbdrive_state_dict(model: DLA) -> dict:
@@ -155,7 +142,7 @@ def test_data_config_and_transform():
 @pytest.mark.parametrize('name', ['dla34', 'dla46x_c', pytest.param('dla60_res2next', marks=pytest.mark.slow)])
 def test_pretrained_loads_timm_weights_strictly(name, tmp_path):
     """Weights of timm's own DLA (what the hub holds) load into ours strictly and give the same outputs."""
-    ref = _randomise_bn(getattr(timm.models.dla, name)())  # timm's built-in class, whatever the registry holds
+    ref = randomize_bn(getattr(timm.models.dla, name)()).eval()  # timm's built-in class, whatever the registry holds
     assert type(ref) is timm.models.dla.DLA
     path = tmp_path / f'{name}.pth'
     torch.save(ref.state_dict(), path)
@@ -196,7 +183,7 @@ def test_pretrained_loading_is_strict(tmp_path):
 
 @pytest.mark.parametrize('name', ['dla34', 'dla46_c'])
 def test_ucbdrive_checkpoint_loads_through_filter(name, tmp_path):
-    src = _randomise_bn(timm.create_model(name), seed=1)
+    src = randomize_bn(timm.create_model(name), seed=1).eval()
     ucb = _ucbdrive_state_dict(src)
     assert any('.project.' in k and k.count('tree') == 0 for k in ucb)  # level-root projects exist
     path = tmp_path / 'ucb.pth'
@@ -215,7 +202,7 @@ def test_ucbdrive_checkpoint_loads_through_filter(name, tmp_path):
 
 
 def test_timm_load_checkpoint_roundtrip(tmp_path):
-    src = _randomise_bn(timm.create_model('dla46_c', num_classes=7), seed=2)
+    src = randomize_bn(timm.create_model('dla46_c', num_classes=7), seed=2).eval()
     path = tmp_path / 'ckpt.pth'
     torch.save({'state_dict': src.state_dict(), 'epoch': 3}, path)
     model = timm.create_model('dla46_c', num_classes=7, checkpoint_path=str(path)).eval()

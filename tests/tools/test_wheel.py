@@ -1,0 +1,74 @@
+"""The wheel as users install it: built from the checkout, installed with only ``[timm]`` into a fresh virtualenv
+outside the checkout, then smoke-tested there (timm models, the CLI, shipped configs of both other hosts)."""
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import zipfile
+from importlib.metadata import version
+
+import pytest
+
+from tests.helpers import ROOT
+
+# The fresh venv takes the versions this environment was tested with (pip finds them in its cache/local mirror).
+PINNED = ('torch', 'torchvision', 'timm', 'numpy', 'safetensors', 'tqdm', 'huggingface_hub', 'pyyaml')
+SMOKE = """
+    import os, sys, torch, timm
+    import dla_plugins, timm_ext, d2_ext, mmseg_ext
+    assert 'site-packages' in dla_plugins.__file__, dla_plugins.__file__
+    assert timm.models.model_entrypoint('dla60x').__module__ == 'timm_ext.dla'
+    m = timm.create_model('dla60x', features_only=True, output_stride=16).eval()
+    assert m.feature_info.reduction() == [2, 4, 8, 16, 16], m.feature_info.reduction()
+    with torch.no_grad():
+        shapes = [tuple(o.shape) for o in m(torch.randn(1, 3, 64, 64))]
+    assert shapes == [(1, 64, 32, 32), (1, 128, 16, 16), (1, 256, 8, 8), (1, 512, 4, 4), (1, 1024, 4, 4)], shapes
+    for adapter, name in ((d2_ext, 'faster_rcnn_dla34_up_1x.yaml'), (d2_ext, 'Base-DLA.yaml'),
+                          (mmseg_ext, 'dla34_idaup_4xb2-80k_cityscapes-512x1024.py'),
+                          (mmseg_ext, '_base_/models/dla34_idaup.py')):
+        path = adapter.get_config_file(name)
+        assert os.path.isfile(path) and 'site-packages' in path, path
+    print('smoke ok')
+"""
+
+
+def _run(cmd, **kw) -> subprocess.CompletedProcess:
+    proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=900, **kw)
+    assert proc.returncode == 0, f'{cmd}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}'
+    return proc
+
+
+@pytest.mark.slow
+def test_wheel_with_timm_extra_in_a_fresh_venv(tmp_path):
+    src = tmp_path / 'src'  # build from a copy: the checkout stays free of build/ and egg-info
+    skip = ('.venv', '.git', 'build', 'dist', 'output', '*.egg-info', '__pycache__', '.pytest_cache', '.hypothesis',
+            'work_dirs', '.whl')
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(*skip))
+    _run([sys.executable, '-m', 'pip', 'wheel', '-q', '--no-deps', '--no-build-isolation', '-w', tmp_path / 'dist',
+          src])
+    (wheel,) = (tmp_path / 'dist').glob('dla_plugins-*.whl')
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {'d2_ext/configs/Base-DLA.yaml', 'd2_ext/configs/retinanet_dla34_up_lazy.py',
+            'mmseg_ext/configs/_base_/models/dla34_idaup.py', 'dla_plugins/tools/cli.py'} <= names
+    assert not any(n.startswith(('tests/', 'configs/')) for n in names)
+
+    venv = tmp_path / 'venv'
+    _run([sys.executable, '-m', 'venv', venv])
+    py = venv / 'bin' / 'python'
+    pins = tmp_path / 'constraints.txt'
+    pins.write_text(''.join(f'{p}=={version(p)}\n' for p in PINNED))
+    env = {k: v for k, v in os.environ.items() if k not in ('PYTHONPATH', 'VIRTUAL_ENV')}
+    _run([py, '-m', 'pip', 'install', '-q', '--disable-pip-version-check', '-c', pins, f'{wheel}[timm]'], env=env)
+
+    out = _run([py, '-c', textwrap.dedent(SMOKE)], cwd=tmp_path, env=env)
+    assert out.stdout.strip().endswith('smoke ok')
+    zoo = _run([venv / 'bin' / 'dla-plugins', 'zoo', '--no-gflops', '--variants', 'dla34,dla46_m'], cwd=tmp_path,
+               env=env)
+    assert 'dla34' in zoo.stdout and 'DLA-48-B-m' in zoo.stdout
+    # detectron2 is not installed there: its entry point says which extra to install, in one line
+    d2 = subprocess.run([py, '-m', 'd2_ext.train_net', '--help'], capture_output=True, text=True, cwd=tmp_path,
+                        env=env, timeout=300)
+    assert d2.returncode == 1 and d2.stderr.strip().splitlines() == [
+        "error: d2_ext needs detectron2, which is not installed: pip install 'dla-plugins[detectron2]' and the "
+        'sal-detectron2 wheel (docs/install.md)']
