@@ -283,40 +283,37 @@ class DLA(nn.Module):
             raise ValueError(f'x: images must be at least {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE} (smaller ones leave '
                              f'level4/level5 only padding to aggregate), got {x.shape[-2]}x{x.shape[-1]}')
 
+    def _levels(self, x: torch.Tensor, last: int = NUM_LEVELS - 1) -> List[torch.Tensor]:
+        """The one levels path behind ``forward_features`` and ``forward_intermediates``: stem and levels 0..last."""
+        if torch.jit.is_scripting():
+            return self._levels_scripted(x)
+        return self._levels_py(x, last)
+
+    def _levels_scripted(self, x: torch.Tensor) -> List[torch.Tensor]:
+        # TorchScript cannot look modules up by name: all six levels, written out.
+        x0 = self.level0(self.base_layer(x))
+        x1 = self.level1(x0)
+        x2 = self.level2(x1)
+        x3 = self.level3(x2)
+        x4 = self.level4(x3)
+        return [x0, x1, x2, x3, x4, self.level5(x4)]
+
     @torch.jit.unused
-    def _levels_checkpointed(self, x: torch.Tensor, last: int) -> List[torch.Tensor]:
-        """Levels 0..last, each recomputed in the backward pass (non-reentrant activation checkpointing).
+    def _levels_py(self, x: torch.Tensor, last: int) -> List[torch.Tensor]:
+        """Levels 0..last, each checkpointed (recomputed in the backward pass) when enabled and grads are on.
 
         The full-resolution stem is recomputed together with level0 (measured: less peak memory than storing the
         stem's output as a segment boundary).
         """
+        ckpt = self.grad_checkpointing and torch.is_grad_enabled()
         out: List[torch.Tensor] = []
         for i in range(last + 1):
             mods = [self.base_layer, self.level0] if i == 0 else [getattr(self, f'level{i}')]
-            x = _checkpointed(x, *mods)
-            out.append(x)
-        return out
-
-    def _levels(self, x: torch.Tensor, last: int = NUM_LEVELS - 1) -> List[torch.Tensor]:
-        """The one levels path: stem and levels 0..last (checkpointed per level when enabled and grads are on)."""
-        if not torch.jit.is_scripting() and self.grad_checkpointing and torch.is_grad_enabled():
-            return self._levels_checkpointed(x, last)
-        x = self.level0(self.base_layer(x))
-        out = [x]
-        if last >= 1:
-            x = self.level1(x)
-            out.append(x)
-        if last >= 2:
-            x = self.level2(x)
-            out.append(x)
-        if last >= 3:
-            x = self.level3(x)
-            out.append(x)
-        if last >= 4:
-            x = self.level4(x)
-            out.append(x)
-        if last >= 5:
-            x = self.level5(x)
+            if ckpt:
+                x = _checkpointed(x, *mods)
+            else:
+                for mod in mods:
+                    x = mod(x)
             out.append(x)
         return out
 

@@ -23,7 +23,7 @@ SMOKE = """
     assert m.feature_info.reduction() == [2, 4, 8, 16, 16], m.feature_info.reduction()
     with torch.no_grad():
         shapes = [tuple(o.shape) for o in m(torch.randn(1, 3, 64, 64))]
-    assert shapes == [(1, 64, 32, 32), (1, 128, 16, 16), (1, 256, 8, 8), (1, 512, 4, 4), (1, 1024, 4, 4)], shapes
+    assert shapes == [(1, 32, 32, 32), (1, 128, 16, 16), (1, 256, 8, 8), (1, 512, 4, 4), (1, 1024, 4, 4)], shapes
     for adapter, name in ((d2_ext, 'faster_rcnn_dla34_up_1x.yaml'), (d2_ext, 'Base-DLA.yaml'),
                           (mmseg_ext, 'dla34_idaup_4xb2-80k_cityscapes-512x1024.py'),
                           (mmseg_ext, '_base_/models/dla34_idaup.py')):
