@@ -5,6 +5,8 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from dla_plugins.tools.bench import timm_reference  # noqa: F401  (the one reference builder: timm's own DLA)
+
 ROOT = Path(__file__).resolve().parents[1]  # the repository
 
 
@@ -26,13 +28,6 @@ def randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
                 m.weight.copy_(0.5 + 0.5 * torch.rand(n, generator=g))
                 m.bias.copy_(0.1 * torch.randn(n, generator=g))
     return model
-
-
-def timm_reference(name: str, **kwargs) -> nn.Module:
-    """timm's own DLA, built from its module (the registry may hold ours once timm_ext is imported)."""
-    import timm.models.dla as timm_dla
-
-    return getattr(timm_dla, name)(**kwargs)
 
 
 def to_ucbdrive_layout(state_dict: dict, model: nn.Module) -> dict:

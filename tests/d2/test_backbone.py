@@ -14,7 +14,7 @@ import d2_ext
 from d2_ext import DLABackbone, DLAUpNeck, add_dlap_config
 from dla_plugins import ModulatedDeformConv2d, load_checkpoint
 from dla_plugins.backbone import STAGES
-from tests.helpers import randomize_bn
+from tests.helpers import randomize_bn, timm_reference
 
 BUILDERS = ('build_dlap_backbone', 'build_dlap_fpn_backbone', 'build_dlap_retinanet_fpn_backbone',
             'build_dlap_up_backbone')
@@ -152,9 +152,7 @@ def test_norms_are_the_requested_types(norm, cls):
 
 def test_backbone_equals_timm_dla_features():
     """The wrapped DLA is the core DLA: same weights give the same features as timm's own DLA."""
-    import timm.models.dla as timm_dla  # timm's own class (the registry may already hold ours)
-
-    ref = randomize_bn(timm_dla.dla34(num_classes=0)).eval()  # non-trivial norm statistics and affines
+    ref = randomize_bn(timm_reference('dla34', num_classes=0)).eval()  # non-trivial norm statistics and affines
     b = DLABackbone('dla34', norm='FrozenBN').eval()
     state = ref.state_dict()
     load_checkpoint(b.dla, state)  # strict; FrozenBN has no num_batches_tracked, the core's loader drops them

@@ -4,7 +4,6 @@ import os
 from urllib.parse import urlparse
 
 import pytest
-import timm
 import torch
 import torch.nn as nn
 from detectron2 import model_zoo
@@ -19,7 +18,7 @@ from d2_ext.convert import PREFIX_NECK, PREFIX_PLAIN, convert_to_d2
 from d2_ext.convert import main as convert_main
 from dla_plugins import create_dla
 from dla_plugins.checkpoint import is_ucbdrive_layout
-from tests.helpers import randomize_bn
+from tests.helpers import randomize_bn, timm_reference
 
 YAMLS = [n for n in d2_ext.list_config_files() if n.endswith('.yaml') and n[0].islower()]
 LAZY = [n for n in d2_ext.list_config_files() if n.endswith('.py')]
@@ -121,7 +120,7 @@ def _load_report(model, path):
 @pytest.mark.parametrize('layout', ['timm', 'ucbdrive'])
 @pytest.mark.parametrize('config', ['faster_rcnn_dla34_fpn_1x.yaml', 'retinanet_dla34_up_1x.yaml'])
 def test_converted_imagenet_checkpoint_loads_without_missing_keys(tmp_path, layout, config):
-    ref = randomize_bn(timm.models.dla.dla34())  # randomly initialised stand-in for ImageNet weights
+    ref = randomize_bn(timm_reference('dla34'))  # randomly initialised stand-in for ImageNet weights
     state = ref.state_dict()
     if layout == 'ucbdrive':
         state = _ucbdrive_state(create_dla('dla34').eval())

@@ -18,7 +18,7 @@ from torchvision.transforms import functional as TF
 
 import timm_ext
 from dla_plugins import DLA, VARIANTS, HDATree
-from tests.helpers import ROOT, randomize_bn, subprocess_env  # noqa: E402
+from tests.helpers import ROOT, randomize_bn, subprocess_env, timm_reference  # noqa: E402
 
 ENV = subprocess_env()
 
@@ -142,7 +142,7 @@ def test_data_config_and_transform():
 @pytest.mark.parametrize('name', ['dla34', 'dla46x_c', pytest.param('dla60_res2next', marks=pytest.mark.slow)])
 def test_pretrained_loads_timm_weights_strictly(name, tmp_path):
     """Weights of timm's own DLA (what the hub holds) load into ours strictly and give the same outputs."""
-    ref = randomize_bn(getattr(timm.models.dla, name)()).eval()  # timm's built-in class, whatever the registry holds
+    ref = randomize_bn(timm_reference(name)).eval()  # timm's built-in class, whatever the registry holds
     assert type(ref) is timm.models.dla.DLA
     path = tmp_path / f'{name}.pth'
     torch.save(ref.state_dict(), path)
