@@ -35,10 +35,10 @@ IntPair = Union[int, Tuple[int, int]]
 _GATHER_COST = 4.0
 
 
-def check_dcn_impl(impl: str) -> str:
-    """``impl`` if it names an implementation, else a ValueError naming ``impl`` and the allowed values."""
+def check_dcn_impl(impl: str, name: str = 'impl') -> str:
+    """``impl`` if it names an implementation, else a ValueError naming the argument ``name`` and the allowed values."""
     if impl not in DCN_IMPLS:
-        raise ValueError(f'impl: unknown deformable conv implementation {impl!r}; allowed: {list(DCN_IMPLS)}')
+        raise ValueError(f'{name}: unknown deformable conv implementation {impl!r}; allowed: {list(DCN_IMPLS)}')
     return impl
 
 

@@ -210,7 +210,7 @@ class AggregationNode(nn.Module):
         super().__init__()
         from .dcn import ModulatedDeformConv2d, check_dcn_impl
 
-        check_dcn_impl(dcn_impl)
+        check_dcn_impl(dcn_impl, 'dcn_impl')
         if deformable:
             self.conv = ModulatedDeformConv2d(cin, cout, kernel_size, padding=kernel_size // 2, impl=dcn_impl)
         else:
