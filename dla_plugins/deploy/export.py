@@ -73,6 +73,7 @@ def _register_deform_conv_symbolic() -> None:
     global _DEFORM_REGISTERED
     if _DEFORM_REGISTERED:
         return
+    import torchvision.ops  # noqa: F401  (imported here, not first inside the traced forward)
     from torch.onnx import symbolic_helper as sh
 
     @sh.parse_args('v', 'v', 'v', 'v', 'v', 'i', 'i', 'i', 'i', 'i', 'i', 'i', 'i', 'b')
