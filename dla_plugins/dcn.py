@@ -70,11 +70,51 @@ def _bilinear(py: torch.Tensor, px: torch.Tensor, h: int, w: int) -> Tuple[torch
     return idx, (wy.unsqueeze(-1) * wx.unsqueeze(-2)).flatten(-2)
 
 
+class _WeightedGather(torch.autograd.Function):
+    """``embedding_bag`` (sum, per-sample weights) with a faster backward for the table.
+
+    ``embedding_bag``'s own table gradient is a serial scatter; here the entries are sorted by row once and the
+    gradient is another (parallel) ``embedding_bag`` over the transposed map: row ``r`` sums ``w * grad[bag]`` over
+    its entries. The weights' gradient is ATen's per-sample-weights backward. Fixed shapes: compiles fullgraph.
+    """
+
+    @staticmethod
+    def forward(table: torch.Tensor, rows: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        return F.embedding_bag(rows, table, per_sample_weights=weights, mode='sum')
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        ctx.save_for_backward(*inputs)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        table, rows, weights = ctx.saved_tensors
+        grad = grad.contiguous()
+        b, j = rows.shape
+        flat = rows.reshape(-1)
+        g_table = g_weights = None
+        if ctx.needs_input_grad[0]:
+            idx = flat.int() if table.shape[0] < 2 ** 31 else flat
+            ordered, order = idx.sort()
+            starts = torch.searchsorted(ordered, torch.arange(table.shape[0], device=idx.device, dtype=idx.dtype))
+            bags = torch.div(order, j, rounding_mode='floor').to(idx.dtype)
+            g_table = F.embedding_bag(bags, grad, starts.to(idx.dtype), per_sample_weights=weights.reshape(-1)[order],
+                                      mode='sum')
+        if ctx.needs_input_grad[2]:
+            offsets = torch.arange(0, b * j, j, device=flat.device)
+            bag_of = torch.div(torch.arange(b * j, device=flat.device), j, rounding_mode='floor')
+            g_weights = torch.ops.aten._embedding_bag_per_sample_weights_backward(
+                grad, table, flat, offsets, bag_of, 0, -1).view(b, j)  # mode 0: sum
+        return g_table, None, g_weights
+
+
 def _weighted_gather(table: torch.Tensor, rows: torch.Tensor, weights: torch.Tensor, plain: bool) -> torch.Tensor:
     """``out[b] = sum_j weights[b, j] * table[rows[b, j]]``: one ``embedding_bag``, or plain ops for ONNX."""
     weights = weights.to(table.dtype)
     if plain:
         return (table[rows] * weights.unsqueeze(-1)).sum(-2)
+    if torch.is_grad_enabled() and (table.requires_grad or weights.requires_grad) and not torch.jit.is_tracing():
+        return _WeightedGather.apply(table, rows, weights)
     return F.embedding_bag(rows, table, per_sample_weights=weights, mode='sum')
 
 
