@@ -24,10 +24,12 @@ class IDAUp(nn.Module):
     by ``up_factors[i]`` with a depthwise transposed conv initialised to bilinear interpolation. Then
     ``x_1 = N(x_0, u_1)``, ``x_2 = N(x_1, u_2)``, ... with 3x3 aggregation nodes N. ``forward`` returns
     ``[x_1, ..., x_{n-1}]``, all at the resolution of input 0 (the last one aggregates everything).
+    ``dcn_impl`` ('auto', 'native', 'torchvision') picks the kernel of 'dcn' nodes; the state_dict is the same.
     """
 
     def __init__(self, in_channels: Sequence[int], up_factors: Sequence[int], out_channels: int,
-                 node_kernel: int = 3, node_type: str = 'conv', norm_layer: Union[str, NormLayer, None] = None):
+                 node_kernel: int = 3, node_type: str = 'conv', norm_layer: Union[str, NormLayer, None] = None,
+                 dcn_impl: str = 'auto'):
         super().__init__()
         if len(in_channels) != len(up_factors) or len(in_channels) < 2:
             raise ValueError('in_channels/up_factors: need the same number (>= 2) of entries, '
@@ -51,7 +53,8 @@ class IDAUp(nn.Module):
                 bilinear_upsample_init(up)
                 self.up.append(up)
         self.nodes = nn.ModuleList([
-            AggregationNode(2 * out_channels, out_channels, node_kernel, norm_layer=norm, deformable=deformable)
+            AggregationNode(2 * out_channels, out_channels, node_kernel, norm_layer=norm, deformable=deformable,
+                            dcn_impl=dcn_impl)
             for _ in range(len(in_channels) - 1)])
 
     def forward(self, inputs: List[torch.Tensor]) -> List[torch.Tensor]:
@@ -76,7 +79,7 @@ class DLAUp(nn.Module):
     """
 
     def __init__(self, in_channels: Sequence[int], strides: Sequence[int], node_type: str = 'conv',
-                 norm_layer: Union[str, NormLayer, None] = None):
+                 norm_layer: Union[str, NormLayer, None] = None, dcn_impl: str = 'auto'):
         super().__init__()
         n = len(in_channels)
         if n < 2 or len(strides) != n:
@@ -89,7 +92,7 @@ class DLAUp(nn.Module):
         self.idas = nn.ModuleList()
         for j in range(n - 2, -1, -1):
             self.idas.append(IDAUp(chans[j:], [s // scales[j] for s in scales[j:]], in_channels[j],
-                                   node_type=node_type, norm_layer=norm_layer))
+                                   node_type=node_type, norm_layer=norm_layer, dcn_impl=dcn_impl))
             chans[j + 1:] = [in_channels[j]] * (n - j - 1)
             scales[j + 1:] = [scales[j]] * (n - j - 1)
 

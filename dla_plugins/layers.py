@@ -202,15 +202,17 @@ class AggregationNode(nn.Module):
 
     HDA/IDA roots in the backbone use 1x1 convs; the IDA-Up nodes of §4.2 use 3x3 (optionally deformable).
     Inputs are concatenated in the given order; the residual is ``inputs[0]`` (the deepest block of the tree).
+    ``dcn_impl`` picks the deformable conv's kernel (see :func:`dla_plugins.dcn.deform_conv2d`); no state change.
     """
 
     def __init__(self, cin: int, cout: int, kernel_size: int = 1, residual: bool = False,
-                 norm_layer: NormLayer = nn.BatchNorm2d, deformable: bool = False):
+                 norm_layer: NormLayer = nn.BatchNorm2d, deformable: bool = False, dcn_impl: str = 'auto'):
         super().__init__()
-        if deformable:
-            from .dcn import ModulatedDeformConv2d
+        from .dcn import ModulatedDeformConv2d, check_dcn_impl
 
-            self.conv = ModulatedDeformConv2d(cin, cout, kernel_size, padding=kernel_size // 2)
+        check_dcn_impl(dcn_impl, 'dcn_impl')
+        if deformable:
+            self.conv = ModulatedDeformConv2d(cin, cout, kernel_size, padding=kernel_size // 2, impl=dcn_impl)
         else:
             self.conv = nn.Conv2d(cin, cout, kernel_size, 1, padding=kernel_size // 2, bias=False)
         self.bn = norm_layer(cout)

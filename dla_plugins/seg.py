@@ -22,11 +22,13 @@ class DLASeg(nn.Module):
         output_stride: Backbone output stride when ``backbone`` is a name (8 as in the paper, 16 or 32).
         node_type: 'conv' or 'dcn' (modulated deformable) aggregation nodes in DLA-Up.
         norm_layer: Norm for the backbone (when built here) and DLA-Up.
+        checkpoint_path: Backbone weights to load (when built here).
+        dcn_impl: Kernel of 'dcn' nodes: 'auto', 'native' (pure PyTorch) or 'torchvision' (same state_dict).
     """
 
     def __init__(self, backbone: Union[str, DLA] = 'dla34', num_classes: int = 19, down_ratio: int = 4,
                  output_stride: int = 8, node_type: str = 'conv', norm_layer: Union[str, NormLayer, None] = None,
-                 checkpoint_path: Optional[str] = None):
+                 checkpoint_path: Optional[str] = None, dcn_impl: str = 'auto'):
         super().__init__()
         if down_ratio not in (2, 4):
             raise ValueError(f'down_ratio: must be 2 or 4, got {down_ratio!r}')
@@ -41,7 +43,7 @@ class DLASeg(nn.Module):
         self.first_level = down_ratio.bit_length() - 1
         info = backbone.feature_info[self.first_level:]
         self.neck = DLAUp([f['num_chs'] for f in info], [f['reduction'] for f in info], node_type=node_type,
-                          norm_layer=norm_layer)
+                          norm_layer=norm_layer, dcn_impl=dcn_impl)
         self.classifier = nn.Conv2d(info[0]['num_chs'], num_classes, 1)
         self.num_classes = num_classes
 

@@ -1,12 +1,15 @@
 """ONNX and TorchScript export of a DLA classifier, backbone (all six levels) or DLASeg, checked numerically.
 
 ONNX export uses the TorchScript-based exporter (``dynamo=False``), which needs no onnxscript; the exported graph
-is run with onnxruntime and compared with the eager model. Deformable aggregation nodes export through
-torchvision's ``deform_conv2d`` op, for which this module registers a symbolic emitting ONNX ``DeformConv``
-(opset 19; torchvision ships none); onnxruntime's CPU provider runs it.
+is run with onnxruntime and compared with the eager model. Deformable aggregation nodes export in one of two forms
+(``deform``): 'op' through torchvision's ``deform_conv2d``, for which this module registers a symbolic emitting ONNX
+``DeformConv`` (opset 19; torchvision ships none; onnxruntime's CPU provider runs it), or 'plain' through the native
+implementation written with standard operators (``Gather``, ``Mul``, ``ReduceSum``, ``MatMul``; opset 17), for
+runtimes without ``DeformConv``.
 """
 import os
 import warnings
+from contextlib import contextmanager
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 import torch
@@ -16,10 +19,11 @@ from ..backbone import DLA
 from ..factory import create_dla
 from ..seg import DLASeg
 
-__all__ = ['EXPORT_TARGETS', 'ExportError', 'BackboneLevels', 'build_export_model', 'export_onnx', 'export_torchscript',
-           'check_onnx', 'check_torchscript']
+__all__ = ['EXPORT_TARGETS', 'DEFORM_ONNX', 'ExportError', 'BackboneLevels', 'build_export_model', 'export_onnx',
+           'export_torchscript', 'check_onnx', 'check_torchscript']
 
 EXPORT_TARGETS = ('classifier', 'backbone', 'seg')
+DEFORM_ONNX = ('op', 'plain')
 ONNX_OPSET = 17
 ONNX_OPSET_DEFORM = 19  # first opset with DeformConv
 
@@ -63,6 +67,7 @@ def _register_deform_conv_symbolic() -> None:
     global _DEFORM_REGISTERED
     if _DEFORM_REGISTERED:
         return
+    import torchvision.ops  # noqa: F401  (imported here, not first inside the traced forward)
     from torch.onnx import symbolic_helper as sh
 
     @sh.parse_args('v', 'v', 'v', 'v', 'v', 'i', 'i', 'i', 'i', 'i', 'i', 'i', 'i', 'b')
@@ -81,28 +86,45 @@ def _as_tuple(out: Union[torch.Tensor, Tuple[torch.Tensor, ...], List[torch.Tens
     return (out,) if isinstance(out, torch.Tensor) else tuple(out)
 
 
-def _has_deform(model: nn.Module) -> bool:
+def _deform_modules(model: nn.Module) -> List[nn.Module]:
     from ..dcn import ModulatedDeformConv2d
 
-    return any(isinstance(m, ModulatedDeformConv2d) for m in model.modules())
+    return [m for m in model.modules() if isinstance(m, ModulatedDeformConv2d)]
+
+
+@contextmanager
+def _dcn_impl(modules: List[nn.Module], impl: str):
+    """Run the deformable convs of ``modules`` with ``impl`` inside the block (same weights, restored after)."""
+    saved = [m.impl for m in modules]
+    try:
+        for m in modules:
+            m.impl = impl
+        yield
+    finally:
+        for m, s in zip(modules, saved):
+            m.impl = s
 
 
 def export_onnx(model: nn.Module, path: Union[str, os.PathLike], img_size: Tuple[int, int] = (224, 224),
-                dynamic: bool = True, opset: Optional[int] = None) -> str:
+                dynamic: bool = True, opset: Optional[int] = None, deform: str = 'op') -> str:
     """Export ``model`` (eval mode) to ONNX with input ``images`` (N x 3 x H x W) and outputs ``out0..``.
 
-    With ``dynamic`` the batch and spatial axes are dynamic; ``img_size`` is only the tracing size.
+    With ``dynamic`` the batch and spatial axes are dynamic; ``img_size`` is only the tracing size. ``deform`` picks
+    the form of deformable nodes: 'op' (ONNX ``DeformConv``, opset >= 19) or 'plain' (standard operators only).
 
     Raises:
         ExportError: the exporter cannot express an operator of the model (the message names it).
     """
+    if deform not in DEFORM_ONNX:
+        raise ValueError(f'deform: unknown ONNX form of deformable convs {deform!r}; allowed: {list(DEFORM_ONNX)}')
     model.eval()
-    deform = _has_deform(model)
-    opset = opset or (ONNX_OPSET_DEFORM if deform else ONNX_OPSET)
-    if deform:
+    dcns = _deform_modules(model)
+    op_form = bool(dcns) and deform == 'op'
+    opset = opset or (ONNX_OPSET_DEFORM if op_form else ONNX_OPSET)
+    if op_form:
         if opset < ONNX_OPSET_DEFORM:
             raise ExportError(f'opset: deformable nodes need ONNX DeformConv (opset >= {ONNX_OPSET_DEFORM}), '
-                              f'got {opset}')
+                              f"got {opset}; deform='plain' exports them with standard operators")
         _register_deform_conv_symbolic()
     x = torch.randn(2, 3, *img_size)
     with torch.no_grad():
@@ -115,12 +137,12 @@ def export_onnx(model: nn.Module, path: Union[str, os.PathLike], img_size: Tuple
         axes = {'images': dims, **{n: ({0: 'batch'} if n_dims[i] == 2 else {0: 'batch', 2: f'h{i}', 3: f'w{i}'})
                                    for i, n in enumerate(names)}}
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _dcn_impl(dcns, 'torchvision' if op_form else 'native'):
             warnings.simplefilter('ignore')
             torch.onnx.export(model, (x,), os.fspath(path), input_names=['images'], output_names=names,
                               opset_version=opset, dynamic_axes=axes or None, dynamo=False, do_constant_folding=True)
     except Exception as e:
-        what = 'torchvision::deform_conv2d (deformable DLA-Up nodes) ' if deform else ''
+        what = 'torchvision::deform_conv2d (deformable DLA-Up nodes) ' if op_form else ''
         raise ExportError(f'ONNX export failed for {type(model).__name__} {what}at opset {opset}: '
                           f'{type(e).__name__}: {e}') from e
     return os.fspath(path)

@@ -1,4 +1,4 @@
-"""The ``dla-plugins`` command line: ``zoo``, ``demo``, ``bench``, ``convert`` and ``export``."""
+"""The ``dla-plugins`` command line: ``zoo``, ``demo``, ``bench``, ``bench-dcn``, ``convert`` and ``export``."""
 import argparse
 import json
 import os
@@ -55,6 +55,29 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                     dtypes=args.dtypes.split(','), formats=args.formats.split(','), compile=args.compile,
                     rounds=args.rounds, warmup=args.warmup, memory=not args.no_memory, device=args.device,
                     progress=not args.no_progress)
+    os.makedirs(args.out, exist_ok=True)
+    paths = {ext: os.path.join(args.out, f'{args.name}.{ext}') for ext in ('json', 'md', 'png')}
+    with open(paths['json'], 'w') as f:
+        json.dump(res, f, indent=2)
+    md = to_markdown(res)
+    with open(paths['md'], 'w') as f:
+        f.write(md + '\n')
+    plot(res, paths['png'])
+    print(md)
+    print('\nwrote ' + ', '.join(paths.values()))
+    return 0
+
+
+def _cmd_bench_dcn(args: argparse.Namespace) -> int:
+    from .bench_dcn import plot, run_dcn_bench, to_markdown
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    shape = [int(v) for v in args.op_shape.split(',')] if args.op_shape else None
+    res = run_dcn_bench(args.device, dtypes=args.dtypes.split(','), compile=args.compile, rounds=args.rounds,
+                        warmup=args.warmup, smoke=args.smoke, op_shape=shape, variant=args.variant,
+                        batch_size=args.batch_size, img_size=args.img_size, model=not args.no_model,
+                        memory=not args.no_memory, progress=not args.no_progress)
     os.makedirs(args.out, exist_ok=True)
     paths = {ext: os.path.join(args.out, f'{args.name}.{ext}') for ext in ('json', 'md', 'png')}
     with open(paths['json'], 'w') as f:
@@ -160,7 +183,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     steps = [s for s, p in (('onnx', args.onnx), ('torchscript', args.torchscript)) if p]
     for step in tqdm(steps, desc='export', disable=args.no_progress, leave=False):
         if step == 'onnx':
-            export_onnx(model, args.onnx, size)
+            export_onnx(model, args.onnx, size, deform=args.deform_onnx)
             diff = check_onnx(model, args.onnx, size)
             print(f'wrote {args.onnx}; onnxruntime matches eager (max abs diff {diff:.2e})')
         else:
@@ -210,6 +233,29 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument('--no-progress', action='store_true')
     b.set_defaults(func=_cmd_bench)
 
+    bd = sub.add_parser('bench-dcn', help='deformable conv: native vs torchvision vs mmcv vs plain conv, op + DLASeg',
+                        description='Interleaved benchmark of deform_conv2d implementations (native, torchvision, '
+                                    "mmcv's op when importable) against a plain 3x3 conv, forward and backward, and "
+                                    'of DLASeg with deformable nodes against the conv-node model. Writes NAME.json, '
+                                    'NAME.md and NAME.png into --out.')
+    bd.add_argument('--device', default='cpu', help='cpu or cuda (default cpu)')
+    bd.add_argument('--dtypes', default='fp32', help="comma-separated of 'fp32', 'bf16', 'fp16'")
+    bd.add_argument('--compile', action='store_true', help='also torch.compile the native op and the models')
+    bd.add_argument('--rounds', type=int, default=5)
+    bd.add_argument('--warmup', type=int, default=1)
+    bd.add_argument('--op-shape', default=None, help='B,C_in,C_out,H,W of the single conv (default 2,128,64,64,64)')
+    bd.add_argument('--variant', default='dla34', help='DLASeg backbone (default dla34)')
+    bd.add_argument('--batch-size', type=int, default=2)
+    bd.add_argument('--img-size', type=int, default=128)
+    bd.add_argument('--no-model', action='store_true', help='skip the DLASeg section')
+    bd.add_argument('--no-memory', action='store_true', help='skip the peak training memory subprocesses')
+    bd.add_argument('--smoke', action='store_true', help='tiny shapes, one round (CI dry run)')
+    bd.add_argument('--threads', type=int, default=0, help='torch threads (default: torch default)')
+    bd.add_argument('--out', default='output/bench', help='output folder (default output/bench, git-ignored)')
+    bd.add_argument('--name', default='bench_dcn')
+    bd.add_argument('--no-progress', action='store_true')
+    bd.set_defaults(func=_cmd_bench_dcn)
+
     c = sub.add_parser('convert', help='ucbdrive/timm checkpoint -> our safetensors (verified strict load)',
                        description='Convert a ucbdrive/dla or timm checkpoint to safetensors in our (= timm) layout. '
                                    'The variant is inferred from key shapes unless --variant is given.')
@@ -229,6 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument('--torchscript', default=None, help='output TorchScript .pt path')
     e.add_argument('--what', choices=('classifier', 'backbone', 'seg'), default='classifier')
     e.add_argument('--node-type', choices=('conv', 'dcn'), default='conv', help='DLASeg aggregation nodes')
+    e.add_argument('--deform-onnx', choices=('op', 'plain'), default='op',
+                   help="deformable nodes in ONNX: 'op' (DeformConv, opset 19) or 'plain' (Gather/MatMul, opset 17)")
     e.add_argument('--num-classes', type=int, default=None)
     e.add_argument('--checkpoint', default=None, help='weights to load (timm/ucbdrive layout)')
     e.add_argument('--img-size', type=int, default=224,

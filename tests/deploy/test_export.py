@@ -34,23 +34,47 @@ def test_backbone_onnx_levels(tmp_path):
         np.testing.assert_allclose(g.numpy(), r.numpy(), atol=1e-4, rtol=1e-3)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize('node_type', ['conv', 'dcn'])
-def test_seg_onnx_and_torchscript(tmp_path, node_type):
+def _seg(node_type, dcn_impl='auto'):
     model = randomize_bn(build_export_model('dla46_c', 'seg', num_classes=3, node_type=node_type))
     with torch.no_grad():
         for m in model.modules():  # non-zero offsets/masks: the deformable sampling really happens
             if hasattr(m, 'offset_mask'):
                 m.offset_mask.weight.normal_(0, 0.05)
                 m.offset_mask.bias.normal_(0, 0.5)
-    export_onnx(model, tmp_path / 's.onnx', (64, 64))
-    assert check_onnx(model, tmp_path / 's.onnx', (64, 64)) < 1e-4
-    if node_type == 'dcn':
-        import onnx
+                m.impl = dcn_impl
+    return model
 
-        assert 'DeformConv' in {n.op_type for n in onnx.load(str(tmp_path / 's.onnx')).graph.node}
+
+@pytest.mark.slow
+@pytest.mark.parametrize('node_type,deform', [('conv', 'op'), ('dcn', 'op'), ('dcn', 'plain')])
+def test_seg_onnx_and_torchscript(tmp_path, node_type, deform):
+    """'op': ONNX DeformConv (opset 19); 'plain': standard operators only. TorchScript runs the native DCN."""
+    import onnx
+
+    model = _seg(node_type, 'native')
+    export_onnx(model, tmp_path / 's.onnx', (64, 64), deform=deform)
+    assert check_onnx(model, tmp_path / 's.onnx', (64, 64)) < 1e-4
+    assert check_onnx(model, tmp_path / 's.onnx', (48, 80), batch=1) < 1e-4  # dynamic spatial axes
+    graph = onnx.load(str(tmp_path / 's.onnx'))
+    ops = {n.op_type for n in graph.graph.node}
+    if node_type == 'dcn':
+        assert ('DeformConv' in ops) == (deform == 'op')
+        assert graph.opset_import[0].version == (19 if deform == 'op' else 17)
+    if deform == 'plain':
+        assert {'Gather', 'MatMul', 'ReduceSum', 'Floor'} <= ops
+    assert all(m.impl == 'native' for m in model.modules() if hasattr(m, 'impl'))  # restored after export
     export_torchscript(model, tmp_path / 's.pt')
     assert check_torchscript(model, tmp_path / 's.pt', (64, 64)) < 1e-4
+
+
+@pytest.mark.slow
+def test_seg_dcn_torch_export_native():
+    model = _seg('dcn', 'native')
+    x = torch.randn(1, 3, 64, 64)
+    ep = torch.export.export(model, (x,))
+    assert not any('torchvision' in str(n.target) for n in ep.graph.nodes)
+    with torch.no_grad():
+        torch.testing.assert_close(ep.module()(x), model(x), atol=1e-5, rtol=1e-4)
 
 
 def test_bad_target_and_opset(tmp_path):
@@ -60,6 +84,9 @@ def test_bad_target_and_opset(tmp_path):
     model = build_export_model('dla46_c', 'seg', node_type='dcn')
     with pytest.raises(ExportError, match=r'opset: deformable nodes need ONNX DeformConv \(opset >= 19\), got 17'):
         export_onnx(model, tmp_path / 'x.onnx', (64, 64), opset=17)
+    with pytest.raises(ValueError, match=r"deform: unknown ONNX form of deformable convs 'grid'; allowed: "
+                                         r"\['op', 'plain'\]"):
+        export_onnx(model, tmp_path / 'x.onnx', (64, 64), deform='grid')
 
 
 def test_check_onnx_detects_mismatch(tmp_path):

@@ -1,0 +1,328 @@
+"""``dla-plugins bench-dcn``: deformable conv implementations side by side, interleaved, one process.
+
+Two levels: one modulated deformable conv (``deform_conv2d``: 'native', 'torchvision', mmcv's
+``modulated_deform_conv2d`` when importable) against a plain conv of the same shape, forward and forward + backward;
+and ``DLASeg`` with deformable nodes (native / torchvision) against the conv-node model, eval and one training step,
+plus the peak training-step memory of each (fresh subprocess per model). Every configuration is timed once per
+round; figures are medians over rounds and ratios are medians of per-round ratios (the machine's load is shared by
+all sides within a round). Offsets are non-zero (samples fall between pixels and outside the image).
+"""
+import copy
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+from contextlib import nullcontext
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..dcn import deform_conv2d
+from .bench import _reset_peak_rss, _rounds, _status_mib, gemm_flops
+
+__all__ = ['run_dcn_bench', 'to_markdown', 'plot', 'OP_IMPLS']
+
+OP_IMPLS = ('conv', 'native', 'torchvision', 'mmcv')
+NODE_CONFIGS = ('conv', 'dcn-native', 'dcn-torchvision')
+_DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
+# (batch, C_in, C_out, H, W): the DLA-Up node of the issue (2 * 64 -> 64 channels at stride 4 of a 256px image)
+OP_SHAPE = (2, 128, 64, 64, 64)
+SMOKE_OP_SHAPE = (1, 16, 8, 12, 12)
+
+
+def _mmcv_op() -> Optional[Callable[..., torch.Tensor]]:
+    try:
+        from mmcv.ops import modulated_deform_conv2d
+    except Exception:  # absent, or built without ops
+        return None
+    return modulated_deform_conv2d
+
+
+def _op_inputs(shape: Tuple[int, int, int, int, int], dev: torch.device, dtype: torch.dtype) -> Dict[str, torch.Tensor]:
+    n, cin, cout, h, w = shape
+    g = torch.Generator().manual_seed(0)
+    t = dict(x=torch.randn(n, cin, h, w, generator=g), weight=torch.randn(cout, cin, 3, 3, generator=g) * 0.05,
+             offset=torch.randn(n, 18, h, w, generator=g) * 2, mask=torch.rand(n, 9, h, w, generator=g),
+             bias=torch.randn(cout, generator=g))
+    return {k: v.to(dev, dtype).requires_grad_() for k, v in t.items()}
+
+
+def _op_fn(impl: str, t: Dict[str, torch.Tensor], compile: bool) -> Callable[[], torch.Tensor]:
+    if impl == 'conv':
+        return lambda: F.conv2d(t['x'], t['weight'], t['bias'], 1, 1)
+    if impl == 'mmcv':
+        op = _mmcv_op()
+        assert op is not None
+        return lambda: op(t['x'], t['offset'], t['mask'], t['weight'], t['bias'], 1, 1, 1, 1, 1)
+    fn: Callable[..., torch.Tensor] = deform_conv2d
+    if compile:
+        fn = torch.compile(deform_conv2d, fullgraph=True)
+    return lambda: fn(t['x'], t['offset'], t['weight'], t['bias'], 1, 1, 1, t['mask'], impl=impl)
+
+
+def _timed(fn: Callable[[], torch.Tensor], mode: str, inputs: Sequence[torch.Tensor]) -> Callable[[], None]:
+    if mode in ('fwd', 'eval'):
+        def run() -> None:
+            with torch.no_grad():
+                fn()
+        return run
+
+    def run_bwd() -> None:
+        for p in inputs:
+            p.grad = None
+        fn().float().sum().backward()
+    return run_bwd
+
+
+def _try(fn: Callable[[], None]) -> Optional[str]:
+    """None if ``fn`` runs, else the error (type and first line) that says why this side has no figure."""
+    try:
+        fn()
+        return None
+    except Exception as e:  # an implementation without this dtype/device is reported, not fatal
+        return f'{type(e).__name__}: {str(e).splitlines()[0][:160]}' if str(e) else type(e).__name__
+
+
+def _section(fns: Dict[str, Callable[[], None]], rounds: int, warmup: int, dev: torch.device, desc: str,
+             progress: bool, base: str) -> Dict[str, Any]:
+    errors = {k: e for k, e in ((k, _try(f)) for k, f in fns.items()) if e is not None}
+    ok = {k: f for k, f in fns.items() if k not in errors}
+    times = _rounds(ok, rounds, max(warmup - 1, 0), dev, desc, progress)
+    out: Dict[str, Any] = dict(median_ms={k: 1e3 * statistics.median(v) for k, v in times.items()},
+                               unsupported=errors)
+    if base in times:
+        out[f'ratio_vs_{base}'] = {k: statistics.median(a / b for a, b in zip(v, times[base]))
+                                   for k, v in times.items()}
+    if 'native' in times or 'dcn-native' in times:
+        nat = 'native' if 'native' in times else 'dcn-native'
+        out['speedup_of_native'] = {k: statistics.median(a / b for a, b in zip(v, times[nat]))
+                                    for k, v in times.items() if k != nat}
+    return out
+
+
+def _dcn_models(variant: str, img_size: int, dev: torch.device) -> Dict[str, nn.Module]:
+    from ..seg import DLASeg
+
+    torch.manual_seed(0)
+    conv = DLASeg(variant, num_classes=19, node_type='conv')
+    torch.manual_seed(0)
+    dcn = DLASeg(variant, num_classes=19, node_type='dcn', dcn_impl='native')
+    with torch.no_grad():  # trained-looking offsets: samples between pixels, some outside the map
+        for m in dcn.modules():
+            if hasattr(m, 'offset_mask'):
+                m.offset_mask.weight.normal_(0, 0.02)
+                m.offset_mask.bias.normal_(0, 0.5)
+    tv = copy.deepcopy(dcn)
+    for m in tv.modules():
+        if hasattr(m, 'impl'):
+            m.impl = 'torchvision'
+    return {'conv': conv.to(dev), 'dcn-native': dcn.to(dev), 'dcn-torchvision': tv.to(dev)}
+
+
+def _model_step(model: nn.Module, mode: str, dtype: str, x: torch.Tensor, compile: bool) -> Callable[[], None]:
+    def autocast() -> Any:
+        return nullcontext() if dtype == 'fp32' else torch.autocast(x.device.type, dtype=_DTYPES[dtype])
+
+    fwd = torch.compile(model, fullgraph=True) if compile else model
+    if mode == 'eval':
+        model.eval()
+
+        def run() -> None:
+            with torch.no_grad(), autocast():
+                fwd(x)
+        return run
+    model.train()
+    opt = torch.optim.SGD(model.parameters(), lr=1e-5)
+
+    def step() -> None:
+        with autocast():
+            loss = fwd(x).float().square().mean()
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return step
+
+
+def measure_dcn_train_memory(config: str, variant: str, batch_size: int, img_size: int,
+                             device: str = 'cpu') -> Dict[str, float]:
+    """Peak memory (MiB) of one DLASeg training step with ``config`` nodes, in a fresh subprocess (as ``bench``)."""
+    cmd = [sys.executable, '-m', 'dla_plugins.tools.bench_dcn', '--_memory-child', config, variant,
+           str(batch_size), str(img_size), device]
+    env = dict(os.environ)
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env['PYTHONPATH'] = root + os.pathsep + env.get('PYTHONPATH', '')
+    env.setdefault('MALLOC_MMAP_THRESHOLD_', '65536')
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f'memory measurement failed for {config}/{variant}: {out.stderr[-2000:]}')
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _memory_child(config: str, variant: str, batch_size: int, img_size: int, device: str) -> Dict[str, float]:
+    dev = torch.device(device)
+    model = _dcn_models(variant, img_size, dev)[config]
+    step = _model_step(model, 'train', 'fp32', torch.randn(batch_size, 3, img_size, img_size, device=dev), False)
+    step()
+    if dev.type == 'cuda':
+        torch.cuda.synchronize(dev)
+        torch.cuda.reset_peak_memory_stats(dev)
+        before = torch.cuda.memory_allocated(dev)
+        step()
+        torch.cuda.synchronize(dev)
+        return dict(peak_mib=round((torch.cuda.max_memory_allocated(dev) - before) / 2 ** 20, 1))
+    reset = _reset_peak_rss()
+    before = _status_mib('VmRSS')
+    step()
+    peak = _status_mib('VmHWM') if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return dict(peak_mib=round(peak - before, 1))
+
+
+def run_dcn_bench(device: str = 'cpu', dtypes: Sequence[str] = ('fp32',), compile: bool = False, rounds: int = 5,
+                  warmup: int = 1, smoke: bool = False, op_shape: Optional[Sequence[int]] = None,
+                  variant: str = 'dla34', batch_size: int = 2, img_size: int = 128, model: bool = True,
+                  memory: bool = True, progress: bool = True) -> Dict[str, Any]:
+    """Benchmark deformable conv implementations (op and DLASeg level); returns a JSON-able dict.
+
+    Args:
+        device: 'cpu' or 'cuda' (CUDA timings synchronise the device).
+        dtypes: of 'fp32', 'bf16', 'fp16': ops run in that dtype, models under autocast to it.
+        compile: also time ``torch.compile(fullgraph=True)`` of the native op and of the models.
+        smoke: tiny shapes, one round, no memory subprocesses (a dry run for CI).
+        op_shape: ``(batch, C_in, C_out, H, W)`` of the single 3x3 conv (default: the DLA-Up node of issue 10).
+        model: include the ``DLASeg(variant)`` section (batch ``batch_size``, ``img_size`` square images).
+        memory: include peak training-step memory of the three DLASeg configurations.
+    """
+    for d in dtypes:
+        if d not in _DTYPES:
+            raise ValueError(f'dtypes: unknown dtype {d!r}; allowed: {list(_DTYPES)}')
+    if device not in ('cpu', 'cuda') and not device.startswith('cuda:'):
+        raise ValueError(f"device: expected 'cpu' or 'cuda', got {device!r}")
+    dev = torch.device(device)
+    if smoke:
+        op_shape, rounds, warmup, batch_size, img_size, memory = SMOKE_OP_SHAPE, 1, 1, 1, 32, False
+    shape = tuple(op_shape or OP_SHAPE)
+    if len(shape) != 5:
+        raise ValueError(f'op_shape: expected (batch, C_in, C_out, H, W), got {shape}')
+    mmcv_op = _mmcv_op()
+    result: Dict[str, Any] = dict(
+        machine=dict(platform=platform.platform(), cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads(),
+                     device=str(dev), device_name=torch.cuda.get_device_name(dev) if dev.type == 'cuda'
+                     else platform.machine(), loadavg_start=list(os.getloadavg())),
+        versions=dict(python=platform.python_version(), torch=torch.__version__),
+        settings=dict(dtypes=list(dtypes), compile=compile, rounds=rounds, warmup=warmup, smoke=smoke,
+                      op_shape=list(shape), variant=variant, batch_size=batch_size, img_size=img_size),
+        gemm_gflops=gemm_flops(dev, n=256 if smoke else 1024) / 1e9, mmcv=mmcv_op is not None, ops=[], models=[])
+    try:
+        import torchvision
+
+        result['versions']['torchvision'] = torchvision.__version__
+    except ImportError:
+        pass
+    n, cin, cout, h, w = shape
+    conv_gflop = 2 * n * cout * cin * 9 * h * w / 1e9
+    for dtype in dtypes:
+        t = _op_inputs(shape, dev, _DTYPES[dtype])
+        impls: List[Tuple[str, str, bool]] = [(i, i, False) for i in OP_IMPLS if i != 'mmcv' or mmcv_op]
+        if compile:
+            impls.append(('native+compile', 'native', True))
+        for mode in ('fwd', 'fwd+bwd'):
+            fns = {key: _timed(_op_fn(impl, t, c), mode, list(t.values())) for key, impl, c in impls}
+            sec = _section(fns, rounds, warmup, dev, f'op {mode} {dtype}', progress, 'conv')
+            sec.update(dtype=dtype, mode=mode, conv_gflop=conv_gflop * (1 if mode == 'fwd' else 3))
+            if mmcv_op is None:
+                sec['unsupported']['mmcv'] = 'mmcv.ops is not importable'
+            result['ops'].append(sec)
+    if model:
+        models = _dcn_models(variant, img_size, dev)
+        x = torch.randn(batch_size, 3, img_size, img_size, device=dev)
+        for dtype in dtypes:
+            for mode in ('eval', 'train'):
+                fns = {k: _model_step(m, mode, dtype, x, compile) for k, m in models.items()}
+                sec = _section(fns, rounds, warmup, dev, f'DLASeg {mode} {dtype}', progress, 'conv')
+                sec.update(dtype=dtype, mode=mode, compiled=compile)
+                result['models'].append(sec)
+        if memory:
+            result['train_memory_mib'] = {k: measure_dcn_train_memory(k, variant, batch_size, img_size,
+                                                                      str(dev))['peak_mib'] for k in models}
+    result['machine']['loadavg_end'] = list(os.getloadavg())
+    return result
+
+
+def _cell(sec: Dict[str, Any], key: str) -> str:
+    if key in sec['unsupported']:
+        return 'n/a (' + sec['unsupported'][key].split(':')[0] + ')'
+    if key not in sec['median_ms']:
+        return '-'
+    ratio = sec.get('ratio_vs_conv', {}).get(key)
+    return f"{sec['median_ms'][key]:.1f}" + (f' ({ratio:.2f}x)' if ratio is not None and key != 'conv' else '')
+
+
+def to_markdown(result: Dict[str, Any]) -> str:
+    """Tables: op and DLASeg times in ms (paired ratio to the conv), native's speedup, peak training memory."""
+    s, m = result['settings'], result['machine']
+    n, cin, cout, h, w = s['op_shape']
+    out = [f"device {m['device']} ({m['device_name']}, {m['torch_threads']} threads), load average "
+           f"{m['loadavg_start'][0]:.1f} at start, {m['loadavg_end'][0]:.1f} at end; {s['rounds']} interleaved "
+           f"rounds; GEMM peak {result['gemm_gflops']:.0f} GFLOP/s (fp32). Cells: median ms (median of per-round "
+           'ratios to the plain conv of the same shape).', '',
+           f'One 3x3 modulated deformable conv, {cin} -> {cout} channels, {h}x{w}, batch {n}:', '']
+    keys = [k for k in ('conv', 'native', 'native+compile', 'torchvision', 'mmcv')
+            if any(k in sec['median_ms'] or k in sec['unsupported'] for sec in result['ops'])]
+    out += ['| dtype | pass | ' + ' | '.join(keys) + ' | native speedup vs torchvision | vs mmcv |',
+            '|' + '---|' * (len(keys) + 4)]
+    for sec in result['ops']:
+        sp = sec.get('speedup_of_native', {})
+        out.append(f"| {sec['dtype']} | {sec['mode']} | " + ' | '.join(_cell(sec, k) for k in keys) + ' | '
+                   + ' | '.join(f'{sp[k]:.2f}x' if k in sp else '-' for k in ('torchvision', 'mmcv')) + ' |')
+    if result['models']:
+        out += ['', f"`DLASeg('{s['variant']}')`, batch {s['batch_size']}, {s['img_size']}x{s['img_size']}"
+                + (', torch.compile' if s['compile'] else '') + ':', '',
+                '| dtype | mode | ' + ' | '.join(NODE_CONFIGS) + ' | native speedup vs torchvision |',
+                '|---|---|---|---|---|---|']
+        for sec in result['models']:
+            sp = sec.get('speedup_of_native', {}).get('dcn-torchvision')
+            out.append(f"| {sec['dtype']} | {sec['mode']} | " + ' | '.join(_cell(sec, k) for k in NODE_CONFIGS)
+                       + f" | {f'{sp:.2f}x' if sp else '-'} |")
+    if 'train_memory_mib' in result:
+        mem = result['train_memory_mib']
+        out += ['', 'Peak training-step memory (MiB): '
+                + ', '.join(f'{k} {v:.0f}' for k, v in mem.items()) + '.']
+    return '\n'.join(out)
+
+
+def plot(result: Dict[str, Any], path: str) -> None:
+    """Bar chart: time relative to the plain conv (op level) and to the conv-node DLASeg (model level)."""
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    secs = [('op', s) for s in result['ops']] + [('DLASeg', s) for s in result['models']]
+    secs = [(lvl, s) for lvl, s in secs if 'ratio_vs_conv' in s]
+    keys = sorted({k for _, s in secs for k in s['ratio_vs_conv'] if k != 'conv'})
+    fig, ax = plt.subplots(figsize=(max(5, 1.6 * len(secs) + 1), 4))
+    width = 0.8 / max(len(keys), 1)
+    for j, k in enumerate(keys):
+        xs = [i + (j - (len(keys) - 1) / 2) * width for i in range(len(secs))]
+        ax.bar(xs, [s['ratio_vs_conv'].get(k, 0) for _, s in secs], width, label=k)
+    ax.axhline(1, color='k', lw=0.8)
+    ax.set_xticks(list(range(len(secs))))
+    ax.set_xticklabels([f"{lvl}\n{s['mode']} {s['dtype']}" for lvl, s in secs], fontsize=8)
+    ax.set_ylabel('time / plain-conv time')
+    ax.set_yscale('log')
+    ax.set_title(f"deformable conv vs plain conv, {result['machine']['device']}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+if __name__ == '__main__':
+    if len(sys.argv) == 7 and sys.argv[1] == '--_memory-child':
+        a = sys.argv[2:]
+        print(json.dumps(_memory_child(a[0], a[1], int(a[2]), int(a[3]), a[4])))
