@@ -10,7 +10,7 @@ from typing import Any, Dict, Mapping, Union
 
 import torch
 
-__all__ = ['CheckpointError', 'StateDict', 'read_state_dict', 'unwrap_state_dict', 'save_atomic',
+__all__ = ['CheckpointError', 'StateDict', 'read_checkpoint', 'read_state_dict', 'unwrap_state_dict', 'save_atomic',
            'SAVE_PAUSE_ENV']
 
 StateDict = Dict[str, torch.Tensor]
@@ -21,11 +21,12 @@ class CheckpointError(RuntimeError):
     """A checkpoint cannot be read or does not match the model; the message lists every offending key."""
 
 
-def read_state_dict(path: Union[str, os.PathLike]) -> StateDict:
-    """Read a safetensors or torch (``weights_only=True``) file and unwrap common containers.
+def read_checkpoint(path: Union[str, os.PathLike]) -> Any:
+    """The object stored in a safetensors or torch file, read with ``weights_only=True`` (no code runs).
 
-    Accepted containers: a bare state_dict, or a dict holding it under one of 'state_dict', 'model',
-    'state_dict_ema', 'model_ema'. A 'module.' prefix (DDP) is stripped from every key.
+    Raises:
+        CheckpointError: the file is missing, empty, truncated or corrupt, not a checkpoint, or holds pickled code;
+            the message says which.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -34,12 +35,19 @@ def read_state_dict(path: Union[str, os.PathLike]) -> StateDict:
         if path.endswith('.safetensors'):
             from safetensors.torch import load_file
 
-            obj = load_file(path, device='cpu')
-        else:
-            obj = torch.load(path, map_location='cpu', weights_only=True)
+            return load_file(path, device='cpu')
+        return torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e:  # torch/safetensors raise many types for corrupt, truncated or pickled-code files
         raise CheckpointError(f'checkpoint: cannot read {path!r}: {_why_unreadable(path, e)}') from None
-    return unwrap_state_dict(obj, path)
+
+
+def read_state_dict(path: Union[str, os.PathLike]) -> StateDict:
+    """Read a safetensors or torch (``weights_only=True``) file and unwrap common containers.
+
+    Accepted containers: a bare state_dict, or a dict holding it under one of 'state_dict', 'model',
+    'state_dict_ema', 'model_ema'. A 'module.' prefix (DDP) is stripped from every key.
+    """
+    return unwrap_state_dict(read_checkpoint(path), os.fspath(path))
 
 
 def _why_unreadable(path: str, error: Exception) -> str:
