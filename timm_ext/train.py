@@ -39,7 +39,7 @@ from timm.utils import ModelEmaV3, NativeScaler, random_seed
 from tqdm.auto import tqdm
 
 from dla_plugins import DLA
-from dla_plugins.checkpoint.io import read_checkpoint, save_atomic
+from dla_plugins.checkpoint.io import non_finite_keys, read_checkpoint, save_atomic
 from dla_plugins.tools.synthetic import SHAPE_CLASSES, render_shapes
 from timm_ext import checkpoint_filter_fn  # importing timm_ext registers the DLA models
 
@@ -352,6 +352,10 @@ def train(args: argparse.Namespace) -> Dict[str, Any]:
             acc_ema = _evaluate(ema.module, loader_val, device, args.channels_last, amp_ctx, world_size)
         history.append(dict(epoch=epoch + 1, train_loss=loss_sum / max(seen, 1), val_accuracy=acc))
         is_best, best = acc > best, max(acc, best)
+        bad = non_finite_keys(base_model.state_dict()) + (non_finite_keys(ema.module.state_dict()) if ema else [])
+        if bad:  # e.g. BatchNorm statistics; every rank holds the same weights, so every rank stops here
+            raise FloatingPointError(f'epoch {epoch + 1}: non-finite weights ({len(bad)} tensors, first {bad[0]!r}); '
+                                     f'stopped without saving, the previous checkpoint in {out_dir} is kept')
         rng_states = [_rng_state(loader_train.sampler)]  # the state the next epoch starts from, one per rank
         if world_size > 1:
             rng_states = [None] * world_size

@@ -6,12 +6,12 @@ import tempfile
 import time
 import zipfile
 from pathlib import Path
-from typing import Any, Dict, Mapping, Union
+from typing import Any, Dict, List, Mapping, Union
 
 import torch
 
 __all__ = ['CheckpointError', 'StateDict', 'read_checkpoint', 'read_state_dict', 'unwrap_state_dict', 'save_atomic',
-           'SAVE_PAUSE_ENV']
+           'non_finite_keys', 'SAVE_PAUSE_ENV']
 
 StateDict = Dict[str, torch.Tensor]
 _WRAPPER_KEYS = ('state_dict', 'model', 'state_dict_ema', 'model_ema')
@@ -113,21 +113,28 @@ def save_atomic(obj: Any, path: Union[str, os.PathLike]) -> Path:
     over ``path`` (``os.replace``), then the directory fsynced. A kill at any point leaves either the previous file
     or the new one, never a partial one (a stale ``.NAME.*.tmp`` may remain; it is never read).
 
-    ``*.safetensors`` paths get ``safetensors.torch.save(obj)`` (a flat dict of tensors), others ``torch.save``.
+    ``*.safetensors`` paths get ``safetensors.torch.save(obj)`` (a flat dict of tensors), ``bytes`` are written as
+    they are, anything else goes through ``torch.save``.
     """
     path = Path(path)
+    if isinstance(obj, bytes):
+        data = obj
+    elif path.suffix == '.safetensors':
+        from safetensors.torch import save
+
+        data = save(obj)
+    else:
+        data = None
     fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
     try:
         umask = os.umask(0)
         os.umask(umask)
         os.fchmod(fd, 0o666 & ~umask)  # what open() would have given (mkstemp makes it 0600)
         with os.fdopen(fd, 'wb') as f:
-            if path.suffix == '.safetensors':
-                from safetensors.torch import save
-
-                f.write(save(obj))
-            else:
+            if data is None:
                 torch.save(obj, f)
+            else:
+                f.write(data)
             f.flush()
             os.fsync(f.fileno())
         pause = float(os.environ.get(SAVE_PAUSE_ENV, '0') or 0)
@@ -144,3 +151,9 @@ def save_atomic(obj: Any, path: Union[str, os.PathLike]) -> Path:
     finally:
         os.close(dir_fd)
     return path
+
+
+def non_finite_keys(state_dict: Mapping[str, Any]) -> List[str]:
+    """Keys of the floating-point tensors in ``state_dict`` holding a NaN or an infinity."""
+    return [k for k, v in state_dict.items()
+            if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
