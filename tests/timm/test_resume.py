@@ -140,3 +140,15 @@ def test_non_finite_loss_stops_and_keeps_the_good_checkpoint(shapes, tmp_path):
     assert (tmp_path / 'last.pth').read_bytes() == before and not (tmp_path / 'best.pth').exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ['last.pth', 'nan.pth']
 
+
+
+def test_non_finite_weights_are_not_saved(shapes, tmp_path):
+    """A NaN BatchNorm statistic leaves the training loss finite (batch statistics) but must not be checkpointed."""
+    poisoned = timm.create_model('dla46_c', num_classes=4).state_dict()
+    poisoned['level5.root.bn.running_mean'][0] = float('nan')
+    torch.save(poisoned, tmp_path / 'nan.pth')
+    with pytest.raises(FloatingPointError) as e:
+        train(_args(shapes, tmp_path / 'out', '--initial-checkpoint', str(tmp_path / 'nan.pth')))
+    assert str(e.value) == (f"epoch 1: non-finite weights (2 tensors, first 'level5.root.bn.running_mean'); stopped "
+                            f"without saving, the previous checkpoint in {tmp_path / 'out'} is kept")
+    assert list((tmp_path / 'out').iterdir()) == []
