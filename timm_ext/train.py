@@ -129,7 +129,8 @@ def _split_dir(root: Path, names: Sequence[str]) -> str:
     for name in names:
         if (root / name).is_dir():
             return name
-    raise FileNotFoundError(f"data_dir: {root} has none of the split folders {list(names)}")
+    raise FileNotFoundError(f"data_dir: {str(root)!r} has none of the split folders {list(names)}; expected an "
+                            f"ImageFolder: <data_dir>/train/<class>/<image> and <data_dir>/val/<class>/<image>")
 
 
 def _evaluate(model: nn.Module, loader, device: torch.device, channels_last: bool, amp_ctx, world_size: int) -> float:
