@@ -1,6 +1,7 @@
 """``python -m timm_ext.train --resume``: a run SIGKILLed at any point (mid-epoch, or while a checkpoint is being
 written) resumes to bit-identical final weights, optimizer and RNG state; a non-finite loss stops the run without
 touching the last good checkpoint; bad ``--resume`` inputs get a clear error."""
+import os
 import signal
 import subprocess
 import sys
@@ -152,3 +153,34 @@ def test_non_finite_weights_are_not_saved(shapes, tmp_path):
     assert str(e.value) == (f"epoch 1: non-finite weights (2 tensors, first 'level5.root.bn.running_mean'); stopped "
                             f"without saving, the previous checkpoint in {tmp_path / 'out'} is kept")
     assert list((tmp_path / 'out').iterdir()) == []
+
+
+@pytest.mark.slow
+@pytest.mark.ddp
+def test_resume_under_torchrun(shapes, tmp_path):
+    """Two gloo processes: rank 0 alone writes; each rank's RNG state is kept and restored; the resumed run ends
+    bit-identical to the uninterrupted one."""
+    def torchrun(out: Path, *extra: str, **kw) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node',
+                                 '2', '-m', 'timm_ext.train', *_argv(shapes, out, '--epochs', '2', *extra)], cwd=ROOT,
+                                env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+
+    ref_out, out = tmp_path / 'ref', tmp_path / 'run'
+    reference = torchrun(ref_out)
+    # the whole job (launcher and both ranks) killed as soon as epoch 1 is reported
+    proc = torchrun(out, start_new_session=True)
+    while not proc.stdout.readline().startswith('[dla46_c] epoch 1/2'):
+        assert proc.poll() is None, 'finished before the kill point'
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    proc.stdout.close()
+    first = read_checkpoint(out / 'last.pth')
+    assert first['epoch'] == 1 and len(first['rng_states']) == 2
+    assert not torch.equal(first['rng_states'][0]['torch'], first['rng_states'][1]['torch'])  # seed + rank
+    resumed = torchrun(out, '--resume', 'auto')
+    assert resumed.wait(timeout=300) == 0, resumed.stdout.read()[-3000:]
+    assert resumed.stdout.read().count('resumed from') == 1  # rank 0 reports; both ranks loaded it
+    resumed.stdout.close()
+    assert reference.wait(timeout=300) == 0, reference.stdout.read()[-3000:]
+    reference.stdout.close()
+    _assert_same(read_checkpoint(out / 'last.pth'), read_checkpoint(ref_out / 'last.pth'), 'last.pth')
