@@ -105,3 +105,16 @@ def test_latest_checkpoint_and_resume_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"--resume: no such checkpoint 'nope\.pth'"):
         main([os.path.join(ROOT, 'configs', 'mmseg', os.path.basename(CITYSCAPES_CONFIG)), '--resume', 'nope.pth',
               '--work-dir', str(tmp_path)])
+
+
+def test_atomic_backend_is_what_mmengine_resolves(tmp_path):
+    from mmengine.fileio import get_file_backend
+
+    from mmseg_ext.checkpointing import AtomicLocalBackend
+
+    backend = get_file_backend(str(tmp_path), backend_args=dict(backend=ATOMIC_BACKEND))
+    assert type(backend) is AtomicLocalBackend
+    backend.put(b'weights', tmp_path / 'sub' / 'iter_2.pth')
+    backend.put_text('pointer', tmp_path / 'sub' / 'last_checkpoint')
+    assert (tmp_path / 'sub' / 'iter_2.pth').read_bytes() == b'weights'
+    assert sorted(p.name for p in (tmp_path / 'sub').iterdir()) == ['iter_2.pth', 'last_checkpoint']
