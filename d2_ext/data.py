@@ -52,6 +52,9 @@ def register_shapes(name: str, root: str, num_images: int, size: Tuple[int, int]
         json_file = write_shapes_coco(root, num_images, size, max_objects, seed)
     else:
         json_file = os.path.join(root, 'instances.json')
+        if not os.path.isfile(json_file):
+            raise FileNotFoundError(f'register_shapes(write=False): no {json_file!r}; expected '
+                                    f'<root>/instances.json and <root>/images/*.png written by write_shapes_coco')
     if name in DatasetCatalog.list():
         DatasetCatalog.remove(name)
         MetadataCatalog.remove(name)

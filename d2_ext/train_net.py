@@ -3,10 +3,16 @@
 detectron2's ``DefaultTrainer`` + ``launch`` (one process per GPU, real DDP with ``--num-gpus N``); ``--eval-only``
 evaluates ``MODEL.WEIGHTS``; ``--resume`` continues from the last checkpoint in ``OUTPUT_DIR``.
 ``--synthetic-shapes N`` trains on N synthetic shape images (4 classes) instead of ``DATASETS.*``.
+
+Checkpoints (``model_*.pth`` and the ``last_checkpoint`` pointer) are written atomically by :class:`AtomicCheckpointer`:
+a run killed at any moment resumes with ``--resume`` from the last complete checkpoint. A non-finite loss stops the run
+with detectron2's own ``FloatingPointError`` ("Loss became infinite or NaN at iteration=N!") before the optimizer step,
+and non-finite weights are never saved.
 """
 import argparse
 import os
-from typing import List, Optional
+import weakref
+from typing import Any, List, Optional
 
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import CfgNode, get_cfg
@@ -14,18 +20,54 @@ from detectron2.engine import DefaultTrainer, default_argument_parser, default_s
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluator
 from detectron2.utils import comm
 
+from dla_plugins.checkpoint.io import non_finite_keys, save_atomic
 from dla_plugins.tools.synthetic import SHAPE_CLASSES
 
 from .config import add_dlap_config
 from .data import register_shapes
 
-__all__ = ['Trainer', 'argument_parser', 'setup', 'main', 'cli', 'SHAPES_TRAIN', 'SHAPES_TEST']
+__all__ = ['Trainer', 'AtomicCheckpointer', 'argument_parser', 'setup', 'main', 'cli', 'SHAPES_TRAIN', 'SHAPES_TEST']
 
 SHAPES_TRAIN, SHAPES_TEST = 'dlap_shapes_train', 'dlap_shapes_val'
 
 
+class AtomicCheckpointer(DetectionCheckpointer):
+    """``DetectionCheckpointer`` whose files are written atomically (temporary file, fsync, rename): a kill during a
+    save leaves the previous checkpoint and ``last_checkpoint`` pointer intact. Refuses to save non-finite weights.
+    Paths that are not local (``s3://`` ...) are written by detectron2's ``PathManager`` as before."""
+
+    def save(self, name: str, **kwargs: Any) -> None:
+        if not self.save_dir or not self.save_to_disk or '://' in self.save_dir:
+            return super().save(name, **kwargs)
+        data = dict(model=self.model.state_dict())
+        bad = non_finite_keys(data['model'])
+        if bad:
+            raise FloatingPointError(f'checkpoint {name}: non-finite weights ({len(bad)} tensors, first {bad[0]!r}); '
+                                     f'not saved, {self.get_checkpoint_file() or "no earlier checkpoint"} is kept')
+        for key, obj in self.checkpointables.items():
+            data[key] = obj.state_dict()
+        data.update(kwargs)
+        path = os.path.join(self.save_dir, f'{name}.pth')
+        self.logger.info(f'Saving checkpoint to {path}')
+        save_atomic(data, path)
+        self.tag_last_checkpoint(os.path.basename(path))
+
+    def tag_last_checkpoint(self, last_filename_basename: str) -> None:
+        if '://' in self.save_dir:
+            return super().tag_last_checkpoint(last_filename_basename)
+        save_atomic(last_filename_basename.encode(), os.path.join(self.save_dir, 'last_checkpoint'))
+
+
 class Trainer(DefaultTrainer):
-    """``DefaultTrainer`` with COCO evaluation of every ``DATASETS.TEST`` entry (COCO-format datasets)."""
+    """``DefaultTrainer`` with COCO evaluation of every ``DATASETS.TEST`` entry (COCO-format datasets) and atomic
+    checkpoints (:class:`AtomicCheckpointer`)."""
+
+    def build_hooks(self) -> list:
+        # DefaultTrainer.__init__ builds its DetectionCheckpointer just before calling build_hooks, whose
+        # PeriodicCheckpointer hook takes self.checkpointer: swapping it here makes every save atomic.
+        self.checkpointer = AtomicCheckpointer(self.checkpointer.model, self.cfg.OUTPUT_DIR,
+                                               trainer=weakref.proxy(self))
+        return super().build_hooks()
 
     @classmethod
     def build_evaluator(cls, cfg: CfgNode, dataset_name: str, output_folder: Optional[str] = None

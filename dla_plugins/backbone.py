@@ -173,6 +173,8 @@ class DLA(nn.Module):
             raise ValueError(f'output_stride: must be 32, 16 or 8, got {output_stride!r}')
         if not isinstance(in_chans, int) or in_chans < 1:
             raise ValueError(f'in_chans: must be a positive integer, got {in_chans!r}')
+        if not 0.0 <= drop_rate < 1.0:  # also refuses NaN
+            raise ValueError(f'drop_rate: must be in [0, 1), got {drop_rate!r}')
         if not isinstance(num_classes, int) or num_classes < 0:
             raise ValueError(f'num_classes: must be an integer >= 0, got {num_classes!r}')
         norm = get_norm_layer(norm_layer)

@@ -5,7 +5,8 @@ Expected layout (see docs/mmseg.md)::
     data/camvid/images/{train,val,test}/<name>.png        RGB frames (360x480 in the usual release)
     data/camvid/annotations/{train,val,test}/<name>.png   uint8 labels 0..10, void = 255 (ignored)
 """
-from typing import Any
+import os.path as osp
+from typing import Any, List
 
 from mmseg.datasets import BaseSegDataset
 from mmseg.registry import DATASETS
@@ -35,3 +36,29 @@ class CamVidDataset(BaseSegDataset):
     def __init__(self, img_suffix: str = '.png', seg_map_suffix: str = '.png', **kwargs: Any) -> None:
         kwargs.setdefault('reduce_zero_label', False)
         super().__init__(img_suffix=img_suffix, seg_map_suffix=seg_map_suffix, **kwargs)
+
+    def load_data_list(self) -> List[dict]:
+        """mmseg's directory listing, after checking the folders exist and every image has its label map."""
+        img_dir, ann_dir = self.data_prefix.get('img_path'), self.data_prefix.get('seg_map_path')
+        for what, folder in (('image', img_dir), ('label', ann_dir)):
+            if folder and '://' not in folder and not osp.isdir(folder):
+                raise FileNotFoundError(
+                    f'CamVidDataset: no {what} folder {folder!r} (data_root={self.data_root!r}); expected '
+                    f'<data_root>/images/<split>/<name>{self.img_suffix} and '
+                    f'<data_root>/annotations/<split>/<name>{self.seg_map_suffix}')
+        data_list = super().load_data_list()
+        if not data_list and not self.ann_file:
+            raise FileNotFoundError(f'CamVidDataset: no *{self.img_suffix} image in {img_dir!r}')
+        missing = [d['seg_map_path'] for d in data_list if 'seg_map_path' in d and not osp.isfile(d['seg_map_path'])]
+        if missing and '://' not in (ann_dir or ''):
+            raise FileNotFoundError(f'CamVidDataset: {len(missing)} image(s) without a label map, e.g. {missing[0]!r}')
+        return data_list
+
+    def prepare_data(self, idx: int) -> Any:
+        """The pipeline's output for sample ``idx``; a file that fails to load is named in the error."""
+        try:
+            return super().prepare_data(idx)
+        except Exception as e:
+            info = self.get_data_info(idx)
+            raise RuntimeError(f"CamVidDataset: sample {idx} failed to load (image {info.get('img_path')!r}, labels "
+                               f"{info.get('seg_map_path')!r}): {type(e).__name__}: {e}") from e

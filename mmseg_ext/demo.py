@@ -89,8 +89,14 @@ def tiny_config(config: Union[str, Config], data_root: str, work_dir: str, *, im
 def majority_class_miou(label_glob: str, ignore_index: int = 255) -> float:
     """mIoU of predicting the most frequent class everywhere (the chance level to beat), over the labels present."""
     counts = np.zeros(256, dtype=np.int64)
-    for path in sorted(glob.glob(label_glob, recursive=True)):
-        counts += np.bincount(cv2.imread(path, cv2.IMREAD_UNCHANGED).ravel(), minlength=256)
+    paths = sorted(glob.glob(label_glob, recursive=True))
+    if not paths:
+        raise FileNotFoundError(f'label_glob: no file matches {label_glob!r}')
+    for path in paths:
+        label = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+        if label is None or label.dtype != np.uint8:
+            raise ValueError(f'label map {path!r}: not a readable 8-bit image')
+        counts += np.bincount(label.ravel(), minlength=256)
     counts[ignore_index] = 0
     present = int((counts > 0).sum())
     return float(counts.max() / counts.sum() / present)

@@ -6,6 +6,10 @@ Examples::
     torchrun --nproc_per_node 8 -m mmseg_ext.train CONFIG --launcher pytorch
     python -m mmseg_ext.train CONFIG --resume                  # latest checkpoint in the work dir
     python -m mmseg_ext.train CONFIG --resume work_dirs/x/iter_4000.pth
+
+Checkpoints are written atomically and a non-finite loss stops the run before anything is saved
+(:mod:`mmseg_ext.checkpointing`); ``--resume`` without a value takes the checkpoint named by ``last_checkpoint``, or
+the newest ``iter_N.pth`` when a kill left that pointer torn.
 """
 import argparse
 import os
@@ -16,6 +20,7 @@ from typing import List, Optional
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
+from .checkpointing import latest_checkpoint, protect_config
 from .dist import prepare_launcher
 
 __all__ = ['main', 'build_parser', 'load_config']
@@ -54,9 +59,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     cfg = load_config(args.config, args.cfg_options, args.launcher, args.work_dir)
     prepare_launcher(cfg)
-    if args.resume == 'auto':
-        cfg.resume, cfg.load_from = True, None
+    protect_config(cfg)
+    if args.resume == 'auto':  # mmengine would trust last_checkpoint even when a kill left it empty
+        cfg.resume, cfg.load_from = True, latest_checkpoint(cfg.work_dir)
     elif args.resume is not None:
+        if '://' not in args.resume and not osp.isfile(args.resume):
+            raise FileNotFoundError(f'--resume: no such checkpoint {args.resume!r}')
         cfg.resume, cfg.load_from = True, args.resume
     runner = Runner.from_cfg(cfg)
     runner.train()

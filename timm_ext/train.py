@@ -5,7 +5,11 @@ timm's ``create_dataset`` (ImageFolder layout ``DIR/train/<class>/*``, ``DIR/val
 ``ModelEmaV3``; AMP on CUDA, channels_last, optional ``torch.compile``; DDP when started by ``torchrun``.
 Checkpoints are plain ``torch.save`` dicts of tensors and numbers (``last.pth``, ``best.pth``) that reload with
 ``weights_only=True``, through ``timm.create_model(..., pretrained_cfg_overlay=dict(file=...))`` or
-``timm.models.load_checkpoint``.
+``timm.models.load_checkpoint``. They are written atomically after every epoch by rank 0 (``best.pth`` first, then
+``last.pth``) and hold the whole training state: ``--resume auto`` (or a path) continues a killed run. On CPU with
+``-j 0`` the resumed run ends bit-identical to an uninterrupted one (with loader workers, the order of samples is
+restored but the workers' augmentation RNG restarts from the restored main RNG). A non-finite loss stops the run with
+a ``FloatingPointError`` naming the epoch, iteration and value, before the optimizer step and without saving.
 
 Also: ``--make-synthetic DIR`` writes the 4-class synthetic shapes ImageFolder; ``--demo`` makes one in a temporary
 directory, trains dla46_c on it for a few epochs on CPU and prints a one-line ``[timm]`` summary.
@@ -13,6 +17,7 @@ directory, trains dla46_c on it for a few epochs on CPU and prints a one-line ``
 import argparse
 import math
 import os
+import random
 import sys
 import tempfile
 import time
@@ -20,6 +25,7 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
+import numpy as np
 import timm
 import torch
 import torch.distributed as dist
@@ -29,10 +35,11 @@ from timm.data import create_dataset, create_loader, resolve_data_config
 from timm.loss import LabelSmoothingCrossEntropy
 from timm.optim import create_optimizer_v2
 from timm.scheduler import create_scheduler_v2
-from timm.utils import ModelEmaV3, NativeScaler
+from timm.utils import ModelEmaV3, NativeScaler, random_seed
 from tqdm.auto import tqdm
 
 from dla_plugins import DLA
+from dla_plugins.checkpoint.io import non_finite_keys, read_checkpoint, save_atomic
 from dla_plugins.tools.synthetic import SHAPE_CLASSES, render_shapes
 from timm_ext import checkpoint_filter_fn  # importing timm_ext registers the DLA models
 
@@ -88,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--threads', type=int, default=None, help='torch CPU threads (default: torch decides)')
     p.add_argument('--output', default='output/timm_ext', help='checkpoint directory')
+    p.add_argument('--resume', default=None, metavar='PATH|auto',
+                   help="continue from a last.pth written by this script (model, EMA, optimizer, scheduler, AMP "
+                        "scaler, epoch, RNG states); 'auto': OUTPUT/last.pth if it exists, else start afresh")
     p.add_argument('--no-progress', action='store_true', help='no tqdm bars (one line per epoch only)')
     p.add_argument('--make-synthetic', metavar='DIR', default=None,
                    help='write the synthetic 4-class shapes ImageFolder to DIR and exit')
@@ -119,7 +129,8 @@ def _split_dir(root: Path, names: Sequence[str]) -> str:
     for name in names:
         if (root / name).is_dir():
             return name
-    raise FileNotFoundError(f"data_dir: {root} has none of the split folders {list(names)}")
+    raise FileNotFoundError(f"data_dir: {str(root)!r} has none of the split folders {list(names)}; expected an "
+                            f"ImageFolder: <data_dir>/train/<class>/<image> and <data_dir>/val/<class>/<image>")
 
 
 def _evaluate(model: nn.Module, loader, device: torch.device, channels_last: bool, amp_ctx, world_size: int) -> float:
@@ -141,12 +152,87 @@ def _evaluate(model: nn.Module, loader, device: torch.device, channels_last: boo
     return (correct / total.clamp(min=1)).item()
 
 
-def _checkpoint(model: nn.Module, ema: Optional[ModelEmaV3], arch: str, epoch: int, accuracy: float) -> Dict[str, Any]:
-    """Tensors and plain numbers only, so ``torch.load(weights_only=True)`` reads it."""
+_TRAIN_STATE_KEYS = ('optimizer', 'scheduler', 'updates', 'best_accuracy', 'history', 'rng_states')
+
+
+def _rng_state(sampler: Any) -> Dict[str, Any]:
+    """This process's RNG states (torch, CUDA, numpy, python, the sampler's own generator), weights_only-loadable."""
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = dict(torch=torch.get_rng_state(), numpy=(name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss,
+                                                     gauss), python=random.getstate())
+    if torch.cuda.is_available():
+        state['cuda'] = torch.cuda.get_rng_state_all()
+    generator = getattr(sampler, 'generator', None)
+    if isinstance(generator, torch.Generator):
+        state['sampler'] = generator.get_state()
+    return state
+
+
+def _set_rng_state(state: Dict[str, Any], sampler: Any) -> None:
+    torch.set_rng_state(state['torch'])
+    name, keys, pos, has_gauss, gauss = state['numpy']
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    random.setstate(state['python'])
+    if 'cuda' in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state['cuda'])
+    if 'sampler' in state:
+        sampler.generator.set_state(state['sampler'])
+
+
+def _checkpoint(model: nn.Module, ema: Optional[ModelEmaV3], arch: str, epoch: int, accuracy: float,
+                **train_state: Any) -> Dict[str, Any]:
+    """Tensors, plain numbers and containers only, so ``torch.load(weights_only=True)`` reads it."""
     ckpt: Dict[str, Any] = dict(arch=arch, epoch=epoch, val_accuracy=accuracy, state_dict=model.state_dict())
     if ema is not None:
         ckpt['state_dict_ema'] = ema.module.state_dict()
+    ckpt.update(train_state)
     return ckpt
+
+
+def _resume_path(resume: str, out_dir: Path) -> Optional[Path]:
+    if resume != 'auto':
+        if not os.path.isfile(resume):
+            raise FileNotFoundError(f"resume: no such file {resume!r} (a last.pth written by timm_ext.train, or "
+                                    f"'auto')")
+        return Path(resume)
+    last = out_dir / 'last.pth'
+    return last if last.is_file() else None
+
+
+def _read_train_state(path: Path, arch: str, has_ema: bool, has_scaler: bool) -> Dict[str, Any]:
+    """The checkpoint at ``path``, checked to hold a whole training state of ``arch``."""
+    ckpt = read_checkpoint(path)
+    if not isinstance(ckpt, dict) or 'state_dict' not in ckpt:
+        raise ValueError(f'resume: {str(path)!r} is not a timm_ext.train checkpoint (no state_dict)')
+    missing = [k for k in _TRAIN_STATE_KEYS if k not in ckpt]
+    if missing:
+        raise ValueError(f'resume: {str(path)!r} holds weights but no training state (missing {missing}); pass it as '
+                         f'--initial-checkpoint to start a new run from these weights')
+    if ckpt.get('arch') != arch:
+        raise ValueError(f"resume: {str(path)!r} was trained as --model {ckpt.get('arch')!r}, not {arch!r}")
+    if has_ema != ('state_dict_ema' in ckpt):
+        raise ValueError(f"resume: {str(path)!r} was trained {'with' if 'state_dict_ema' in ckpt else 'without'} "
+                         f"--model-ema; pass the same flag")
+    if has_scaler != ('scaler' in ckpt):
+        raise ValueError(f"resume: {str(path)!r} was trained {'with' if 'scaler' in ckpt else 'without'} an fp16 AMP "
+                         f"scaler (--amp on CUDA without bfloat16); resume on the same kind of device")
+    return ckpt
+
+
+def _check_finite(loss: float, epoch: int, it: int, iters: int, updates: int, world_size: int, out_dir: Path) -> None:
+    """Raise ``FloatingPointError`` when the loss of any rank is not finite (before the optimizer step)."""
+    bad = not math.isfinite(loss)
+    if world_size > 1:  # every rank stops together (else the others wait in the next all-reduce)
+        flag = torch.tensor([float(bad)], device='cuda' if dist.get_backend() == 'nccl' else 'cpu')
+        dist.all_reduce(flag)
+        if flag.item() and not bad:
+            raise FloatingPointError(f'loss is not finite on another rank at epoch {epoch + 1}, iteration '
+                                     f'{it + 1}/{iters} (update {updates + 1}); stopped, nothing saved')
+    if bad:
+        last = out_dir / 'last.pth'
+        kept = f'{last} is kept' if last.is_file() else 'no checkpoint was written'
+        raise FloatingPointError(f'loss is {loss} at epoch {epoch + 1}, iteration {it + 1}/{iters} (update '
+                                 f'{updates + 1}); stopped before the optimizer step, nothing saved: {kept}')
 
 
 def train(args: argparse.Namespace) -> Dict[str, Any]:
@@ -156,7 +242,7 @@ def train(args: argparse.Namespace) -> Dict[str, Any]:
     if args.threads:
         torch.set_num_threads(args.threads)
     device, rank, world_size = _setup_distributed(args.device)
-    torch.manual_seed(args.seed + rank)
+    random_seed(args.seed, rank)  # torch, numpy and python (augmentations draw from python's random)
     root = Path(args.data_dir)
     train_split, val_split = _split_dir(root, ('train',)), _split_dir(root, ('val', 'validation'))
     ds_train = create_dataset('', root=str(root), split=train_split, is_training=True)
@@ -200,30 +286,54 @@ def train(args: argparse.Namespace) -> Dict[str, Any]:
     criterion = LabelSmoothingCrossEntropy(args.smoothing) if args.smoothing > 0 else nn.CrossEntropyLoss()
     ema = ModelEmaV3(base_model, decay=args.model_ema_decay) if args.model_ema else None
 
+    out_dir = Path(args.output)
+    best, acc, acc_ema, updates, start_epoch = -1.0, 0.0, None, 0, 0
+    history: List[Dict[str, float]] = []
+    resume_from = _resume_path(args.resume, out_dir) if args.resume else None
+    if resume_from is not None:  # every rank reads the same file (rank 0 wrote it)
+        ckpt = _read_train_state(resume_from, args.model, ema is not None, scaler is not None)
+        base_model.load_state_dict(ckpt['state_dict'], strict=True)
+        if ema is not None:
+            ema.module.load_state_dict(ckpt['state_dict_ema'], strict=True)
+        optimizer.load_state_dict(ckpt['optimizer'])
+        scheduler.load_state_dict(ckpt['scheduler'])
+        if scaler is not None:
+            scaler.load_state_dict(ckpt['scaler'])
+        start_epoch, updates, best, history = ckpt['epoch'], ckpt['updates'], ckpt['best_accuracy'], ckpt['history']
+        acc, acc_ema = ckpt['val_accuracy'], ckpt.get('val_accuracy_ema')
+        rng_states = ckpt['rng_states']
+        if len(rng_states) == world_size:
+            _set_rng_state(rng_states[rank], loader_train.sampler)
+        elif rank == 0:  # another world size splits the data differently anyway: the run continues, reseeded
+            print(f'resume: {resume_from} was written by {len(rng_states)} process(es), this run has {world_size}; '
+                  f'RNG states are not restored (the run continues, but not bit-identically)', flush=True)
+        if rank == 0:
+            print(f'resumed from {resume_from} at epoch {start_epoch}/{num_epochs} (update {updates})', flush=True)
+
     if args.compile:
         model = torch.compile(model)
     if world_size > 1:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda'
                                                     else None)
 
-    out_dir = Path(args.output)
     if rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
     show = rank == 0 and not args.no_progress
-    best, acc, acc_ema, updates, start = -1.0, 0.0, None, 0, time.time()
-    history: List[Dict[str, float]] = []
-    for epoch in range(num_epochs):
+    start = time.time()
+    for epoch in range(start_epoch, num_epochs):
         if world_size > 1 and hasattr(loader_train.sampler, 'set_epoch'):
             loader_train.sampler.set_epoch(epoch)
         model.train()
         loss_sum, seen = 0.0, 0
         bar = tqdm(loader_train, desc=f'{args.model} epoch {epoch + 1}/{num_epochs}', disable=not show, leave=False)
-        for x, y in bar:
+        for it, (x, y) in enumerate(bar):
             x, y = x.to(device), y.to(device)
             if args.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with amp_ctx():
                 loss = criterion(model(x), y)
+            loss_value = loss.item()
+            _check_finite(loss_value, epoch, it, len(loader_train), updates, world_size, out_dir)
             optimizer.zero_grad(set_to_none=True)
             if scaler is not None:
                 scaler(loss, optimizer, parameters=model.parameters())
@@ -234,7 +344,7 @@ def train(args: argparse.Namespace) -> Dict[str, Any]:
             scheduler.step_update(num_updates=updates)
             if ema is not None:
                 ema.update(base_model, step=updates)
-            loss_sum += loss.item() * y.shape[0]
+            loss_sum += loss_value * y.shape[0]
             seen += y.shape[0]
             bar.set_postfix(loss=f'{loss_sum / seen:.3f}', lr=f"{optimizer.param_groups[0]['lr']:.4f}")
         scheduler.step(epoch + 1)
@@ -242,15 +352,28 @@ def train(args: argparse.Namespace) -> Dict[str, Any]:
         if ema is not None:
             acc_ema = _evaluate(ema.module, loader_val, device, args.channels_last, amp_ctx, world_size)
         history.append(dict(epoch=epoch + 1, train_loss=loss_sum / max(seen, 1), val_accuracy=acc))
+        is_best, best = acc > best, max(acc, best)
+        bad = non_finite_keys(base_model.state_dict()) + (non_finite_keys(ema.module.state_dict()) if ema else [])
+        if bad:  # e.g. BatchNorm statistics; every rank holds the same weights, so every rank stops here
+            raise FloatingPointError(f'epoch {epoch + 1}: non-finite weights ({len(bad)} tensors, first {bad[0]!r}); '
+                                     f'stopped without saving, the previous checkpoint in {out_dir} is kept')
+        rng_states = [_rng_state(loader_train.sampler)]  # the state the next epoch starts from, one per rank
+        if world_size > 1:
+            rng_states = [None] * world_size
+            dist.all_gather_object(rng_states, _rng_state(loader_train.sampler))
         if rank == 0:
             ema_txt = f' | ema val acc {acc_ema:.3f}' if acc_ema is not None else ''
             print(f'[{args.model}] epoch {epoch + 1}/{num_epochs} | train loss {loss_sum / max(seen, 1):.4f} | '
                   f'val acc {acc:.3f}{ema_txt} | {time.time() - start:.0f}s', flush=True)
-            ckpt = _checkpoint(base_model, ema, args.model, epoch + 1, acc)
-            torch.save(ckpt, out_dir / 'last.pth')
-            if acc > best:
-                best = acc
-                torch.save(ckpt, out_dir / 'best.pth')
+            extra = dict(scaler=scaler.state_dict()) if scaler is not None else {}
+            if acc_ema is not None:
+                extra['val_accuracy_ema'] = acc_ema
+            ckpt = _checkpoint(base_model, ema, args.model, epoch + 1, acc, optimizer=optimizer.state_dict(),
+                               scheduler=scheduler.state_dict(), updates=updates, best_accuracy=best,
+                               history=history, rng_states=rng_states, **extra)
+            if is_best:  # best first: a kill before last.pth is written re-runs this epoch and rewrites both
+                save_atomic(ckpt, out_dir / 'best.pth')
+            save_atomic(ckpt, out_dir / 'last.pth')
     if world_size > 1:
         dist.barrier()
         dist.destroy_process_group()

@@ -1,11 +1,17 @@
-"""Reading checkpoint files: safetensors or ``weights_only`` torch pickles, unwrapped to a flat state_dict."""
+"""Checkpoint files: reading safetensors or ``weights_only`` torch pickles (unwrapped to a flat state_dict) with an
+accurate message for every unreadable file, and writing atomically (a kill never leaves a half-written file)."""
 import os
+import re
+import tempfile
+import time
 import zipfile
-from typing import Dict, Mapping, Union
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Union
 
 import torch
 
-__all__ = ['CheckpointError', 'StateDict', 'read_state_dict', 'unwrap_state_dict']
+__all__ = ['CheckpointError', 'StateDict', 'read_checkpoint', 'read_state_dict', 'unwrap_state_dict', 'save_atomic',
+           'non_finite_keys', 'SAVE_PAUSE_ENV']
 
 StateDict = Dict[str, torch.Tensor]
 _WRAPPER_KEYS = ('state_dict', 'model', 'state_dict_ema', 'model_ema')
@@ -15,11 +21,12 @@ class CheckpointError(RuntimeError):
     """A checkpoint cannot be read or does not match the model; the message lists every offending key."""
 
 
-def read_state_dict(path: Union[str, os.PathLike]) -> StateDict:
-    """Read a safetensors or torch (``weights_only=True``) file and unwrap common containers.
+def read_checkpoint(path: Union[str, os.PathLike]) -> Any:
+    """The object stored in a safetensors or torch file, read with ``weights_only=True`` (no code runs).
 
-    Accepted containers: a bare state_dict, or a dict holding it under one of 'state_dict', 'model',
-    'state_dict_ema', 'model_ema'. A 'module.' prefix (DDP) is stripped from every key.
+    Raises:
+        CheckpointError: the file is missing, empty, truncated or corrupt, not a checkpoint, or holds pickled code;
+            the message says which.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -28,17 +35,57 @@ def read_state_dict(path: Union[str, os.PathLike]) -> StateDict:
         if path.endswith('.safetensors'):
             from safetensors.torch import load_file
 
-            obj = load_file(path, device='cpu')
-        else:
-            obj = torch.load(path, map_location='cpu', weights_only=True)
+            return load_file(path, device='cpu')
+        return torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e:  # torch/safetensors raise many types for corrupt, truncated or pickled-code files
-        hint = ''
-        if 'weights_only' in str(e) or 'Unsupported global' in str(e):
-            hint = ' (it contains pickled Python objects; only tensors are loaded, weights_only=True)'
-        elif isinstance(e, (zipfile.BadZipFile, EOFError)) or 'zip' in str(e).lower() or 'header' in str(e).lower():
-            hint = ' (the file is truncated or corrupt)'
-        raise CheckpointError(f'checkpoint: cannot read {path!r}{hint}: {type(e).__name__}: {e}') from e
-    return unwrap_state_dict(obj, path)
+        raise CheckpointError(f'checkpoint: cannot read {path!r}: {_why_unreadable(path, e)}') from None
+
+
+def read_state_dict(path: Union[str, os.PathLike]) -> StateDict:
+    """Read a safetensors or torch (``weights_only=True``) file and unwrap common containers.
+
+    Accepted containers: a bare state_dict, or a dict holding it under one of 'state_dict', 'model',
+    'state_dict_ema', 'model_ema'. A 'module.' prefix (DDP) is stripped from every key.
+    """
+    return unwrap_state_dict(read_checkpoint(path), os.fspath(path))
+
+
+def _why_unreadable(path: str, error: Exception) -> str:
+    """What is true about a file torch/safetensors refused, from its first bytes and the error; torch's own text
+    (which suggests ``weights_only=False``, i.e. running the file's code) is never repeated."""
+    with open(path, 'rb') as f:
+        head = f.read(16)
+    msg = str(error)
+    if not head:
+        return 'the file is empty'
+    if path.endswith('.safetensors'):
+        if len(head) >= 9 and head[8:9] == b'{':
+            return f'the safetensors file is truncated or corrupt ({msg})'
+        return 'not a safetensors file (no JSON header after the 8-byte length)'
+    is_zip, is_pickle = head.startswith(b'PK\x03\x04'), head[:1] == b'\x80' and head[1:2] in b'\x02\x03\x04\x05'
+    found = re.search(r'GLOBAL ([\w.]+)', msg)
+    if found:
+        return (f'it contains pickled Python objects ({found.group(1)}), which could run code when loaded; '
+                f'only tensors, numbers, strings and containers are read')
+    if is_pickle and 'Weights only load failed' in msg:
+        op = re.search(r'(Unsupported operand \d+|Unsupported class [\w.]+)', msg)
+        return (f'it is a pickle using instructions a tensors-only reader refuses ({op.group(1) if op else "unknown"})'
+                f'; re-save it with torch.save from a state_dict of tensors')
+    if is_zip and not _zip_has_data_pkl(path):
+        return 'a zip archive, but not a torch checkpoint (no data.pkl inside)'
+    if is_zip or is_pickle:
+        detail = msg.split('. ')[0].strip() or type(error).__name__
+        return f'the file is truncated or corrupt ({detail})'
+    return f'not a checkpoint (neither a torch file nor safetensors; it starts with {head[:8]!r})'
+
+
+def _zip_has_data_pkl(path: str) -> bool:
+    """True when the zip's directory is readable and names a torch ``*/data.pkl`` (or is unreadable: corrupt)."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            return any(name.endswith('data.pkl') for name in z.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return True
 
 
 def unwrap_state_dict(obj: object, source: str) -> StateDict:
@@ -54,3 +101,59 @@ def unwrap_state_dict(obj: object, source: str) -> StateDict:
     for k, v in obj.items():
         out[k[len('module.'):] if k.startswith('module.') else k] = v
     return out
+
+
+SAVE_PAUSE_ENV = 'DLA_PLUGINS_TEST_SAVE_PAUSE'
+"""Test hook: seconds :func:`save_atomic` sleeps between the finished temporary file and the rename (a test kills
+the writer there; the previous checkpoint must survive)."""
+
+
+def save_atomic(obj: Any, path: Union[str, os.PathLike]) -> Path:
+    """Write ``obj`` to ``path`` atomically: a temporary file in the same directory, flushed and fsynced, renamed
+    over ``path`` (``os.replace``), then the directory fsynced. A kill at any point leaves either the previous file
+    or the new one, never a partial one (a stale ``.NAME.*.tmp`` may remain; it is never read).
+
+    ``*.safetensors`` paths get ``safetensors.torch.save(obj)`` (a flat dict of tensors), ``bytes`` are written as
+    they are, anything else goes through ``torch.save``.
+    """
+    path = Path(path)
+    if isinstance(obj, bytes):
+        data = obj
+    elif path.suffix == '.safetensors':
+        from safetensors.torch import save
+
+        data = save(obj)
+    else:
+        data = None
+    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # what open() would have given (mkstemp makes it 0600)
+        with os.fdopen(fd, 'wb') as f:
+            if data is None:
+                torch.save(obj, f)
+            else:
+                f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        pause = float(os.environ.get(SAVE_PAUSE_ENV, '0') or 0)
+        if pause > 0:
+            time.sleep(pause)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)  # the rename itself reaches the disk
+    finally:
+        os.close(dir_fd)
+    return path
+
+
+def non_finite_keys(state_dict: Mapping[str, Any]) -> List[str]:
+    """Keys of the floating-point tensors in ``state_dict`` holding a NaN or an infinity."""
+    return [k for k, v in state_dict.items()
+            if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())]

@@ -42,6 +42,12 @@ def render_shapes(num_images: int, size: Tuple[int, int] = (64, 64), max_objects
     """Render ``num_images`` images of ``size`` (H, W) with 1..``max_objects`` non-overlapping-ish shapes each."""
     if not 1 <= num_classes <= len(SHAPE_CLASSES):
         raise ValueError(f'num_classes: must be in 1..{len(SHAPE_CLASSES)}, got {num_classes}')
+    if num_images < 0:
+        raise ValueError(f'num_images: must be >= 0, got {num_images}')
+    if len(size) != 2 or min(size) < 16:
+        raise ValueError(f'size: must be (height, width) with both >= 16, got {tuple(size)}')
+    if max_objects < 1:
+        raise ValueError(f'max_objects: must be >= 1, got {max_objects}')
     g = torch.Generator().manual_seed(seed)
     h, w = size
     yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32),
