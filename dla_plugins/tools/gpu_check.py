@@ -295,6 +295,7 @@ def step_d2(device: str, sizes: Sizes, out: str) -> Dict[str, Any]:
                      arch=sizes.d2_arch, image_size=sizes.d2_img, channels=sizes.d2_channels,
                      batch_size=sizes.d2_batch, lr=0.02, device=device)
     cfg.SOLVER.AMP.ENABLED = device.startswith('cuda')  # AMPTrainer (fp16 autocast + GradScaler) needs CUDA
+    cfg.DATALOADER.NUM_WORKERS = 4 if device.startswith('cuda') else 0
     cfg.SEED = 0
     cfg_path = os.path.join(work, 'config.yaml')
     with open(cfg_path, 'w') as f:
