@@ -14,13 +14,13 @@ import subprocess
 import sys
 import time
 from contextlib import nullcontext
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ['run_bench', 'gemm_flops', 'measure_train_memory', 'max_train_batch', 'to_markdown', 'plot']
+__all__ = ['run_bench', 'gemm_flops', 'measure_train_memory', 'max_train_batch', 'search_max', 'to_markdown', 'plot']
 
 DTYPES = ('fp32', 'bf16')
 FORMATS = {'nchw': torch.contiguous_format, 'cl': torch.channels_last}
@@ -133,6 +133,31 @@ def measure_train_memory(impl: str, variant: str, batch_size: int, img_size: int
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def search_max(fits: Callable[[int], bool], start: int, limit: int, resolution: float = 0.05,
+               max_probes: int = 16) -> Tuple[int, Optional[int]]:
+    """(largest n known to fit, smallest n known not to fit or None) for a monotone ``fits``: doubling from
+    ``start`` up to ``limit``, then bisection until the bracket is within ``resolution`` of the answer (or 1), with
+    at most ``max_probes`` calls of ``fits``."""
+    lo, hi, n, probes = 0, None, start, 0
+    while hi is None and probes < max_probes:
+        probes += 1
+        if fits(n):
+            lo = n
+            if n >= limit:
+                break
+            n = min(2 * n, limit)
+        else:
+            hi = n
+    while hi is not None and hi - lo > max(1, int(resolution * lo)) and probes < max_probes:
+        probes += 1
+        mid = (lo + hi) // 2
+        if fits(mid):
+            lo = mid
+        else:
+            hi = mid
+    return lo, hi
+
+
 def max_train_batch(impl: str, variant: str, img_size: int, device: str = 'cuda', memory_format: str = 'cl',
                     grad_checkpointing: bool = False, dtype: str = 'bf16', start: int = 64,
                     budget_mib: Optional[float] = None, limit: int = 1 << 16, resolution: float = 0.05,
@@ -156,21 +181,7 @@ def max_train_batch(impl: str, variant: str, img_size: int, device: str = 'cuda'
         probes.append(dict(batch_size=batch, fits=ok, **r))
         return ok
 
-    lo, hi, b = 0, None, start
-    while hi is None and len(probes) < max_probes:
-        if fits(b):
-            lo = b
-            if b >= limit:
-                break
-            b = min(2 * b, limit)
-        else:
-            hi = b
-    while hi is not None and hi - lo > max(1, int(resolution * lo)) and len(probes) < max_probes:
-        mid = (lo + hi) // 2
-        if fits(mid):
-            lo = mid
-        else:
-            hi = mid
+    lo, hi = search_max(fits, start, limit, resolution, max_probes)
     return dict(impl=impl, variant=variant, img_size=img_size, memory_format=memory_format, dtype=dtype,
                 grad_checkpointing=grad_checkpointing, budget_mib=budget_mib, max_batch=lo,
                 first_failing=hi, probes=probes)

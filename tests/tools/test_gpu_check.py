@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from dla_plugins.tools.bench import search_max
 from dla_plugins.tools.gpu_check import DOCS_BEGIN, DOCS_END, STEPS, summary_table, write_docs_section
 from tests.helpers import ROOT, subprocess_env
 
@@ -30,6 +31,26 @@ def test_docs_writer_replaces_only_the_marked_section(tmp_path):
     with pytest.raises(ValueError, match='has only one of the two gpu-check section markers'):
         write_docs_section(str(half), 'z')
     assert half.read_text() == f'x\n{DOCS_BEGIN}\ny\n'
+
+
+@pytest.mark.parametrize('answer,start,limit', [(37, 4, 4096), (1, 4, 4096), (0, 4, 4096), (4096, 4, 4096),
+                                                 (1000, 1000, 4096), (5000, 64, 1 << 16)])
+def test_search_max_brackets_the_largest_fitting_size(answer, start, limit):
+    calls = []
+
+    def fits(n):
+        calls.append(n)
+        return n <= answer
+
+    lo, hi = search_max(fits, start, limit, resolution=0.0, max_probes=64)
+    assert lo == min(answer, limit)
+    assert hi == (None if answer >= limit else lo + 1)
+    assert len(calls) <= 2 * max(limit, 2).bit_length() + 1  # doubling, then bisection: logarithmic
+    lo, hi = search_max(fits, start, limit, resolution=0.05, max_probes=64)  # 5%: a bracket, not the exact size
+    assert lo <= answer and (hi is None or (hi > answer and hi - lo <= max(1, int(0.05 * lo))))
+    calls.clear()
+    search_max(fits, start, limit, max_probes=3)
+    assert len(calls) <= 3
 
 
 def test_shipped_docs_have_one_gpu_section():
