@@ -5,6 +5,7 @@ repeat, and each figure is a median over rounds; ratios are medians of the per-r
 machine's load in every round). Peak training memory is measured in a fresh subprocess per model (CPU: growth of
 the peak RSS during one training step; CUDA: ``torch.cuda.max_memory_allocated``).
 """
+import functools
 import json
 import os
 import platform
@@ -97,6 +98,7 @@ def _paired_ratio(times: Dict[str, List[float]], ours: str, theirs: str) -> floa
     return statistics.median(t / o for t, o in zip(times[theirs], times[ours]))
 
 
+@functools.cache
 def _flops(name: str, size: int) -> Optional[float]:
     try:
         from .zoo import count_gflops
