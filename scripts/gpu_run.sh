@@ -34,7 +34,10 @@ if ! $PY -c "import mmcv.ops" 2>/dev/null; then
     else
       gpu_env=(FORCE_CUDA=0 CUDA_VISIBLE_DEVICES=)
     fi
-    (cd "$build/mmcv-2.1.0" && env MMCV_WITH_OPS=1 MAX_JOBS=${MAX_JOBS:-$(nproc)} "${gpu_env[@]}" \
+    build_site=$SITE-build  # setuptools<80 (mmcv's setup.py needs pkg_resources), for this build only
+    [[ -d $build_site ]] || $PY -m pip install -q --disable-pip-version-check --no-index --no-deps --target "$build_site" \
+      .whl/build/*.whl
+    (cd "$build/mmcv-2.1.0" && env PYTHONPATH="$build_site:$PYTHONPATH" MMCV_WITH_OPS=1 MAX_JOBS=${MAX_JOBS:-$(nproc)} "${gpu_env[@]}" \
       $PY -m pip wheel -q --disable-pip-version-check --no-index --no-build-isolation --no-deps . -w "$build/dist") \
       > "$build/build.log" 2>&1 \
       && $PY -m pip install -q --disable-pip-version-check --no-index --no-deps --target "$SITE" "$build"/dist/mmcv-*.whl \

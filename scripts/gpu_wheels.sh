@@ -37,10 +37,12 @@ fi
 echo "$D2_SHA256  $d2_dir/$D2_WHEEL" | sha256sum -c --quiet - || { echo "[gpu-wheels] detectron2 sha256 mismatch" >&2; exit 1; }
 cp "$d2_dir/$D2_WHEEL" "$DEST/sal_detectron2-0.7.2-py3-none-any.whl"
 
-echo "[gpu-wheels] mmcv 2.1.0 sdist (built on the GPU machine by scripts/gpu_run.sh)"
+echo "[gpu-wheels] mmcv 2.1.0 sdist (built on the GPU machine by scripts/gpu_run.sh) + setuptools<80 for that build"
 "${PIP[@]}" download --no-deps --no-binary=:all: -d "$DEST" mmcv==2.1.0
+# mmcv's setup.py imports pkg_resources, which setuptools >= 81 no longer has: the build gets its own setuptools
+"${PIP[@]}" download --no-deps --only-binary=:all: "${TARGET[@]}" -d "$DEST/build" "setuptools<80"
 
 total=$(du -sb "$DEST" | cut -f1)
 (( total < 64 * 1024 * 1024 )) || { echo "[gpu-wheels] $DEST is $total bytes: over the 64 MiB the device tool carries" >&2; exit 1; }
-ls -1 "$DEST"
-echo "[gpu-wheels] $(ls "$DEST" | wc -l) files, $(du -sh "$DEST" | cut -f1) in $DEST"
+(cd "$DEST" && find . -type f | sort)
+echo "[gpu-wheels] $(find "$DEST" -type f | wc -l) files, $(du -sh "$DEST" | cut -f1) in $DEST"
