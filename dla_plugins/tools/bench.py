@@ -321,6 +321,8 @@ def run_bench(variants: Sequence[str] = ('dla34',), batch_size: int = 8, img_siz
                 result['results'].append(entry)
         if memory and 'train' in modes:
             fmt, mdt = ('cl' if 'cl' in formats else formats[0]), dtypes[0]
+            if dev.type == 'cuda':
+                torch.cuda.empty_cache()  # the subprocesses below share the GPU with this process's cached blocks
             mem = {k: measure_train_memory(impl, name, batch_size, img_size, str(dev), fmt, ckpt, mdt)
                    for k, impl, ckpt in (('timm', 'timm', False), ('ours', 'ours', False),
                                          ('ours_grad_ckpt', 'ours', True))}

@@ -17,6 +17,7 @@ subprocesses of the real entries):
 inductor, no AMP); there a step passes when it ran and produced its figures. A full run also requires each training
 loss to fall and each metric to beat chance. The speed goals are recorded, never asserted.
 """
+import gc
 import glob
 import importlib.metadata
 import json
@@ -148,6 +149,20 @@ def _run_entry(args: List[str], log_path: str, device: str, timeout: float = 360
     return proc.stdout
 
 
+def _release_gpu_memory() -> None:
+    """Give this process's cached GPU blocks back, so the subprocesses that follow can use (and measure) them."""
+    if torch.cuda.is_initialized():
+        torch._dynamo.reset()  # compiled graphs may hold on to models
+        gc.collect()
+        torch.cuda.empty_cache()
+
+
+def _save(obj: Any, path: str) -> None:
+    with open(path, 'w') as f:
+        json.dump(obj, f, indent=2, default=str)
+    _release_gpu_memory()
+
+
 def _loss_checks(losses: Sequence[float], metric: Optional[float], chance: float) -> Dict[str, bool]:
     return dict(losses_recorded=len(losses) >= 1, loss_falls=len(losses) >= 2 and losses[-1] < losses[0],
                 metric_present=metric is not None, metric_above_chance=metric is not None and metric > chance)
@@ -168,21 +183,24 @@ def step_bench(device: str, sizes: Sizes, out: str) -> Dict[str, Any]:
     common = dict(batch_size=sizes.batch_size, img_size=sizes.img_size, modes=('train', 'eval'), dtypes=('bf16',),
                   formats=sizes.formats, rounds=sizes.rounds, warmup=sizes.warmup, device=device, progress=False,
                   gemm_size=sizes.gemm_size)
-    # smoke: no separate memory subprocesses (the largest-batch probes below run the same measurement)
-    runs = {'eager': run_bench(sizes.variants, compile=False, memory=not sizes.smoke, **common)}
-    compile_error = None
-    try:
-        runs['compiled'] = run_bench(sizes.variants, compile=True, memory=False, compile_backend=sizes.compile_backend,
-                                     **common)
-    except Exception as e:  # noqa: BLE001 - a graph break (fullgraph=True) or a compiler failure is a finding
-        compile_error = f'{type(e).__name__}: {str(e)[:500]}'
+    # The largest-batch probes first, while this process holds no GPU memory beyond its CUDA context (its cached
+    # blocks would shrink what the probe subprocesses can allocate).
     search = [max_train_batch(impl, sizes.variants[0], sizes.img_size, device, 'cl', ckpt, 'bf16',
                               start=sizes.search_start, budget_mib=sizes.search_budget_mib,
                               resolution=sizes.search_resolution, max_probes=sizes.search_max_probes)
               for impl, ckpt in (('timm', False), ('ours', False), ('ours', True))]
-    for name, res in runs.items():
-        with open(os.path.join(out, f'bench_{name}.json'), 'w') as f:
-            json.dump(res, f, indent=2)
+    with open(os.path.join(out, 'bench_max_batch.json'), 'w') as f:
+        json.dump(search, f, indent=2)
+    # smoke: no separate memory subprocesses (the largest-batch probes above ran the same measurement)
+    runs = {'eager': run_bench(sizes.variants, compile=False, memory=not sizes.smoke, **common)}
+    _save(runs['eager'], os.path.join(out, 'bench_eager.json'))
+    compile_error = None
+    try:
+        runs['compiled'] = run_bench(sizes.variants, compile=True, memory=False, compile_backend=sizes.compile_backend,
+                                     **common)
+        _save(runs['compiled'], os.path.join(out, 'bench_compiled.json'))
+    except Exception as e:  # noqa: BLE001 - a graph break (fullgraph=True) or a compiler failure is a finding
+        compile_error = f'{type(e).__name__}: {str(e)[:500]}'
     rows = [r for res in runs.values() for r in res['results'] if r['mode'] in ('train', 'eval')]
     lead = sizes.variants[0]
 
@@ -376,6 +394,7 @@ def _run_step(name: str, device: str, sizes: Sizes, out: str, smoke: bool) -> Di
         res = STEP_FUNCS[name](device, sizes, out)
     except Exception as e:  # noqa: BLE001 - a failing step is recorded and the next one runs
         res = dict(status='fail', error=f'{type(e).__name__}: {e}', traceback=traceback.format_exc()[-4000:])
+    _release_gpu_memory()
     res.setdefault('checks', {})
     if 'status' not in res:
         # smoke: ran and produced its figures; full: every check, learning included
