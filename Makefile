@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-fast lint bench clean
+.PHONY: setup demo test test-fast lint bench gpu-wheels gpu-check-smoke clean
 
 setup:
 	bash scripts/setup.sh
@@ -25,6 +25,14 @@ test-fast: lint  # the quick subset: everything not marked slow
 
 bench: setup
 	$(PY) -m dla_plugins.tools.cli bench
+
+# Python 3.12 wheels (+ the mmcv sdist) for the lent GPU machine, which has no registry: into .whl/ (git-ignored).
+gpu-wheels:
+	bash scripts/gpu_wheels.sh
+
+# The CPU dry run of `dla-plugins gpu-check` (scripts/gpu_run.sh runs the real one on a CUDA machine).
+gpu-check-smoke: setup
+	$(PY) -m dla_plugins.tools.cli gpu-check --device cpu --smoke
 
 clean:
 	rm -rf .venv build *.egg-info .pytest_cache .ruff_cache

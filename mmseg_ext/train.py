@@ -23,7 +23,7 @@ from mmengine.runner import Runner
 from .checkpointing import latest_checkpoint, protect_config
 from .dist import prepare_launcher
 
-__all__ = ['main', 'build_parser', 'load_config']
+__all__ = ['main', 'build_parser', 'load_config', 'enable_amp']
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help='resume from CKPT, or without a value from the latest checkpoint in the work dir')
     p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
                    help="'pytorch' under torchrun")
+    p.add_argument('--amp', action='store_true',
+                   help="mixed precision: the config's OptimWrapper becomes an AmpOptimWrapper (CUDA only; dtype via "
+                        "--cfg-options optim_wrapper.dtype=bfloat16)")
     p.add_argument('--cfg-options', nargs='+', action=DictAction, default=None,
                    help='override config keys, e.g. train_cfg.max_iters=1000 model.backbone.with_cp=True')
     p.add_argument('--local-rank', '--local_rank', type=int, default=0, help=argparse.SUPPRESS)
@@ -54,10 +57,22 @@ def load_config(path: str, cfg_options: Optional[dict] = None, launcher: str = '
     return cfg
 
 
+def enable_amp(cfg: Config) -> None:
+    """Turn the config's ``OptimWrapper`` into mmengine's ``AmpOptimWrapper`` (dynamic loss scale; fp16 unless the
+    config sets ``optim_wrapper.dtype``)."""
+    kind = cfg.optim_wrapper.get('type', 'OptimWrapper')
+    if kind not in ('OptimWrapper', 'AmpOptimWrapper'):
+        raise ValueError(f"--amp: optim_wrapper.type must be 'OptimWrapper' or 'AmpOptimWrapper', got {kind!r}")
+    cfg.optim_wrapper.type = 'AmpOptimWrapper'
+    cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     cfg = load_config(args.config, args.cfg_options, args.launcher, args.work_dir)
+    if args.amp:
+        enable_amp(cfg)
     prepare_launcher(cfg)
     protect_config(cfg)
     if args.resume == 'auto':  # mmengine would trust last_checkpoint even when a kill left it empty

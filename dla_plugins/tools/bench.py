@@ -5,6 +5,7 @@ repeat, and each figure is a median over rounds; ratios are medians of the per-r
 machine's load in every round). Peak training memory is measured in a fresh subprocess per model (CPU: growth of
 the peak RSS during one training step; CUDA: ``torch.cuda.max_memory_allocated``).
 """
+import functools
 import json
 import os
 import platform
@@ -14,13 +15,13 @@ import subprocess
 import sys
 import time
 from contextlib import nullcontext
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ['run_bench', 'gemm_flops', 'measure_train_memory', 'to_markdown', 'plot']
+__all__ = ['run_bench', 'gemm_flops', 'measure_train_memory', 'max_train_batch', 'search_max', 'to_markdown', 'plot']
 
 DTYPES = ('fp32', 'bf16')
 FORMATS = {'nchw': torch.contiguous_format, 'cl': torch.channels_last}
@@ -40,8 +41,16 @@ def timm_reference(name: str, **kwargs: Any) -> nn.Module:
     return getattr(timm_dla, name)(**kwargs)
 
 
-def gemm_flops(device: torch.device, dtype: torch.dtype = torch.float32, n: int = 1024, iters: int = 10) -> float:
-    """Measured dense-GEMM throughput (FLOP/s, 2 flops per multiply-add): the machine's practical ceiling."""
+def gemm_flops(device: torch.device, dtype: torch.dtype = torch.float32, n: Optional[int] = None,
+               iters: int = 10) -> float:
+    """Measured dense-GEMM throughput (FLOP/s, 2 flops per multiply-add): the machine's practical ceiling.
+
+    ``n`` (square matrices) defaults to 8192 on CUDA (large enough to saturate a data-centre GPU's tensor cores)
+    and 1024 on the CPU; the best of ``iters`` timed products is reported.
+    """
+    device = torch.device(device)
+    if n is None:
+        n = 8192 if device.type == 'cuda' else 1024
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
     for _ in range(2):
@@ -89,6 +98,7 @@ def _paired_ratio(times: Dict[str, List[float]], ours: str, theirs: str) -> floa
     return statistics.median(t / o for t, o in zip(times[theirs], times[ours]))
 
 
+@functools.cache
 def _flops(name: str, size: int) -> Optional[float]:
     try:
         from .zoo import count_gflops
@@ -101,15 +111,20 @@ def _flops(name: str, size: int) -> Optional[float]:
 
 
 def measure_train_memory(impl: str, variant: str, batch_size: int, img_size: int, device: str = 'cpu',
-                         memory_format: str = 'cl', grad_checkpointing: bool = False) -> Dict[str, float]:
+                         memory_format: str = 'cl', grad_checkpointing: bool = False,
+                         dtype: str = 'fp32') -> Dict[str, Any]:
     """Peak memory of one training step (forward, backward, SGD step) in a fresh subprocess.
 
     CPU: after a full-size warm-up step, the kernel's peak-RSS mark is reset and the growth of the peak RSS over
     the RSS before the second step is reported (MiB); large blocks are mmapped so RSS follows live memory.
-    CUDA: max_memory_allocated minus the memory allocated before the step (MiB).
+    CUDA: max_memory_allocated minus the memory allocated before the step (MiB); a step that runs out of GPU memory
+    returns ``{'oom': True}`` instead of raising. ``dtype='bf16'`` runs the step under bf16 autocast.
     """
-    cmd = [sys.executable, '-m', 'dla_plugins.tools.bench', '--_memory-child', impl, variant, str(batch_size),
-           str(img_size), device, memory_format, str(int(grad_checkpointing))]
+    if dtype not in DTYPES:
+        raise ValueError(f'dtype: unknown dtype {dtype!r}; allowed: {list(DTYPES)}')
+    spec = dict(impl=impl, variant=variant, batch_size=batch_size, img_size=img_size, device=device,
+                memory_format=memory_format, grad_checkpointing=grad_checkpointing, dtype=dtype)
+    cmd = [sys.executable, '-m', 'dla_plugins.tools.bench', '--_memory-child', json.dumps(spec)]
     env = dict(os.environ)
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env['PYTHONPATH'] = root + os.pathsep + env.get('PYTHONPATH', '')
@@ -118,6 +133,60 @@ def measure_train_memory(impl: str, variant: str, batch_size: int, img_size: int
     if out.returncode != 0:
         raise RuntimeError(f'memory measurement failed for {impl}/{variant}: {out.stderr[-2000:]}')
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def search_max(fits: Callable[[int], bool], start: int, limit: int, resolution: float = 0.05,
+               max_probes: int = 16) -> Tuple[int, Optional[int]]:
+    """(largest n known to fit, smallest n known not to fit or None) for a monotone ``fits``: doubling from
+    ``start`` up to ``limit``, then bisection until the bracket is within ``resolution`` of the answer (or 1), with
+    at most ``max_probes`` calls of ``fits``."""
+    lo, hi, n, probes = 0, None, start, 0
+    while hi is None and probes < max_probes:
+        probes += 1
+        if fits(n):
+            lo = n
+            if n >= limit:
+                break
+            n = min(2 * n, limit)
+        else:
+            hi = n
+    while hi is not None and hi - lo > max(1, int(resolution * lo)) and probes < max_probes:
+        probes += 1
+        mid = (lo + hi) // 2
+        if fits(mid):
+            lo = mid
+        else:
+            hi = mid
+    return lo, hi
+
+
+def max_train_batch(impl: str, variant: str, img_size: int, device: str = 'cuda', memory_format: str = 'cl',
+                    grad_checkpointing: bool = False, dtype: str = 'bf16', start: int = 64,
+                    budget_mib: Optional[float] = None, limit: int = 1 << 16, resolution: float = 0.05,
+                    max_probes: int = 16) -> Dict[str, Any]:
+    """The largest training batch that fits, by doubling from ``start`` then bisection (one subprocess per probe).
+
+    A batch fits when its training step (:func:`measure_train_memory`) does not run out of GPU memory and, with
+    ``budget_mib``, when its peak step memory is at most ``budget_mib`` (on the CPU, where nothing runs out, a
+    budget is required). The search stops when the bracket is narrower than ``resolution`` of the best fitting
+    batch, at ``limit``, or after ``max_probes`` probes; the result lists every probe.
+    """
+    if budget_mib is None and not str(device).startswith('cuda'):
+        raise ValueError('budget_mib: required on the CPU (nothing runs out of memory there)')
+    if start < 1:
+        raise ValueError(f'start: must be >= 1, got {start}')
+    probes: List[Dict[str, Any]] = []
+
+    def fits(batch: int) -> bool:
+        r = measure_train_memory(impl, variant, batch, img_size, device, memory_format, grad_checkpointing, dtype)
+        ok = not r.get('oom') and (budget_mib is None or r['peak_mib'] <= budget_mib)
+        probes.append(dict(batch_size=batch, fits=ok, **r))
+        return ok
+
+    lo, hi = search_max(fits, start, limit, resolution, max_probes)
+    return dict(impl=impl, variant=variant, img_size=img_size, memory_format=memory_format, dtype=dtype,
+                grad_checkpointing=grad_checkpointing, budget_mib=budget_mib, max_batch=lo,
+                first_failing=hi, probes=probes)
 
 
 def _status_mib(field: str) -> float:
@@ -139,7 +208,7 @@ def _reset_peak_rss() -> bool:
 
 
 def _memory_child(impl: str, variant: str, batch_size: int, img_size: int, device: str, memory_format: str,
-                  grad_checkpointing: bool) -> Dict[str, float]:
+                  grad_checkpointing: bool, dtype: str = 'fp32') -> Dict[str, Any]:
     torch.manual_seed(0)
     dev = torch.device(device)
     model = _build(impl, variant).to(dev).train()
@@ -152,26 +221,30 @@ def _memory_child(impl: str, variant: str, batch_size: int, img_size: int, devic
     y = torch.randint(0, 1000, (batch_size,), device=dev)
 
     def step() -> None:
-        F.cross_entropy(model(x), y).backward()
+        with _autocast(dev, dtype):
+            loss = F.cross_entropy(model(x).float(), y)
+        loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    step()  # warm-up at full size: optimizer state, oneDNN primitive caches, allocator pools
-    if dev.type == 'cuda':
+    if dev.type == 'cuda':  # an out-of-memory error is reported by the caller (see __main__)
+        step()  # warm-up at full size: optimizer state, cuDNN workspaces, allocator pools
         torch.cuda.synchronize(dev)
         torch.cuda.reset_peak_memory_stats(dev)
         before = torch.cuda.memory_allocated(dev)
         step()
         torch.cuda.synchronize(dev)
         peak = (torch.cuda.max_memory_allocated(dev) - before) / 2 ** 20
-    else:
-        reset = _reset_peak_rss()
-        before = _status_mib('VmRSS')
-        step()
-        if reset:
-            peak = _status_mib('VmHWM') - before
-        else:  # no /proc/self/clear_refs: the process-lifetime peak (includes the warm-up step)
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - before
+        return dict(peak_mib=round(peak, 1), total_mib=round(torch.cuda.max_memory_allocated(dev) / 2 ** 20, 1),
+                    device_mib=round(torch.cuda.get_device_properties(dev).total_memory / 2 ** 20, 1))
+    step()  # warm-up at full size: optimizer state, oneDNN primitive caches, allocator pools
+    reset = _reset_peak_rss()
+    before = _status_mib('VmRSS')
+    step()
+    if reset:
+        peak = _status_mib('VmHWM') - before
+    else:  # no /proc/self/clear_refs: the process-lifetime peak (includes the warm-up step)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - before
     return dict(peak_mib=round(peak, 1))
 
 
@@ -186,8 +259,14 @@ def _build(impl: str, variant: str) -> nn.Module:
 def run_bench(variants: Sequence[str] = ('dla34',), batch_size: int = 8, img_size: int = 224,
               modes: Sequence[str] = ('eval', 'train'), dtypes: Sequence[str] = ('fp32',),
               formats: Sequence[str] = ('nchw', 'cl'), compile: bool = False, rounds: int = 5, warmup: int = 1,
-              memory: bool = True, device: Optional[str] = None, progress: bool = True) -> Dict[str, Any]:
-    """Benchmark ours against timm's DLA; returns a JSON-able dict (see ``docs/benchmarks.md``)."""
+              memory: bool = True, device: Optional[str] = None, progress: bool = True,
+              compile_backend: str = 'inductor', gemm_size: Optional[int] = None) -> Dict[str, Any]:
+    """Benchmark ours against timm's DLA; returns a JSON-able dict (see ``docs/benchmarks.md``).
+
+    ``compile`` wraps every configuration in ``torch.compile(fullgraph=True, backend=compile_backend)``: a graph
+    break is an error. Peak training memory is measured under the first of ``dtypes``. On CUDA, cuDNN's autotuner
+    (``cudnn.benchmark``) is on for both sides.
+    """
     from ..deploy.fuse import optimize_for_inference
 
     for d in dtypes:
@@ -200,6 +279,8 @@ def run_bench(variants: Sequence[str] = ('dla34',), batch_size: int = 8, img_siz
         if m not in ('eval', 'train'):
             raise ValueError(f"modes: unknown mode {m!r}; allowed: ['eval', 'train']")
     dev = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
+    if dev.type == 'cuda':
+        torch.backends.cudnn.benchmark = True
     result: Dict[str, Any] = dict(
         machine=dict(platform=platform.platform(), processor=platform.processor() or platform.machine(),
                      cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads(), device=str(dev),
@@ -207,8 +288,9 @@ def run_bench(variants: Sequence[str] = ('dla34',), batch_size: int = 8, img_siz
                      loadavg_start=list(os.getloadavg())),
         versions=dict(python=platform.python_version(), torch=torch.__version__),
         settings=dict(variants=list(variants), batch_size=batch_size, img_size=img_size, modes=list(modes),
-                      dtypes=list(dtypes), formats=list(formats), compile=compile, rounds=rounds, warmup=warmup),
-        gemm_flops={d: gemm_flops(dev, torch.float32 if d == 'fp32' else torch.bfloat16) for d in dtypes},
+                      dtypes=list(dtypes), formats=list(formats), compile=compile, rounds=rounds, warmup=warmup,
+                      compile_backend=compile_backend if compile else None),
+        gemm_flops={d: gemm_flops(dev, torch.float32 if d == 'fp32' else torch.bfloat16, gemm_size) for d in dtypes},
         results=[])
     try:
         import timm
@@ -228,8 +310,8 @@ def run_bench(variants: Sequence[str] = ('dla34',), batch_size: int = 8, img_siz
         y = torch.randint(0, 1000, (batch_size,), device=dev)
         for mode in modes:
             for dtype in dtypes:
-                entry = _bench_one(name, mode, dtype, ours, theirs, x, y, formats, compile, rounds, warmup, dev,
-                                   progress, optimize_for_inference)
+                entry = _bench_one(name, mode, dtype, ours, theirs, x, y, formats, compile and compile_backend,
+                                   rounds, warmup, dev, progress, optimize_for_inference)
                 if fwd_flops:
                     flops = fwd_flops * 2 * batch_size * (1 if mode == 'eval' else 3)  # train ~ fwd + 2x bwd
                     for side in ('ours', 'timm'):
@@ -238,12 +320,16 @@ def run_bench(variants: Sequence[str] = ('dla34',), batch_size: int = 8, img_siz
                         entry[side]['fraction_of_gemm_peak'] = flops / t / result['gemm_flops'][dtype]
                 result['results'].append(entry)
         if memory and 'train' in modes:
-            fmt = 'cl' if 'cl' in formats else formats[0]
-            mem = dict(timm=measure_train_memory('timm', name, batch_size, img_size, str(dev), fmt),
-                       ours=measure_train_memory('ours', name, batch_size, img_size, str(dev), fmt),
-                       ours_grad_ckpt=measure_train_memory('ours', name, batch_size, img_size, str(dev), fmt, True))
-            mem['ckpt_vs_timm'] = mem['ours_grad_ckpt']['peak_mib'] / max(mem['timm']['peak_mib'], 1e-9)
-            result['results'].append(dict(variant=name, mode='train_memory', memory_format=fmt, **mem))
+            fmt, mdt = ('cl' if 'cl' in formats else formats[0]), dtypes[0]
+            if dev.type == 'cuda':
+                torch.cuda.empty_cache()  # the subprocesses below share the GPU with this process's cached blocks
+            mem = {k: measure_train_memory(impl, name, batch_size, img_size, str(dev), fmt, ckpt, mdt)
+                   for k, impl, ckpt in (('timm', 'timm', False), ('ours', 'ours', False),
+                                         ('ours_grad_ckpt', 'ours', True))}
+            fit = all('peak_mib' in m for m in mem.values())
+            mem['ckpt_vs_timm'] = (mem['ours_grad_ckpt']['peak_mib'] / max(mem['timm']['peak_mib'], 1e-9)
+                                   if fit else None)  # None: a side ran out of GPU memory
+            result['results'].append(dict(variant=name, mode='train_memory', memory_format=fmt, dtype=mdt, **mem))
     result['machine']['loadavg_end'] = list(os.getloadavg())
     return result
 
@@ -252,6 +338,10 @@ def _bench_one(name, mode, dtype, ours, theirs, x, y, formats, compile, rounds, 
                optimize_for_inference) -> Dict[str, Any]:
     fns: Dict[str, Callable[[], Any]] = {}
     sides: Dict[str, List[str]] = {'ours': [], 'timm': []}
+    if compile:
+        # Fresh Dynamo caches per (variant, mode): otherwise the variants' forwards share one code object's cache, the
+        # later ones are recompiled with dynamic shapes, and past the recompile limit they silently run eagerly.
+        torch._dynamo.reset()
     xs = {f: x.contiguous(memory_format=FORMATS[f]) for f in formats}
     for f in formats:
         for side, base in (('ours', ours), ('timm', theirs)):
@@ -265,8 +355,8 @@ def _bench_one(name, mode, dtype, ours, theirs, x, y, formats, compile, rounds, 
                                                                  else 'contiguous')))
             for tag, mod in variants:
                 key = f'{side}:{f}' + (f':{tag}' if tag else '')
-                if compile:
-                    mod = torch.compile(mod, fullgraph=True)
+                if compile:  # the backend name, or False
+                    mod = torch.compile(mod, fullgraph=True, backend=compile)
                     key += ':compiled'
                 fns[key] = _step_fn(mod, mode, dtype, xs[f], y, dev)
                 sides[side].append(key)
@@ -274,7 +364,7 @@ def _bench_one(name, mode, dtype, ours, theirs, x, y, formats, compile, rounds, 
     times = _rounds(fns, rounds, warmup, dev, desc, progress)
     best = {s: _best(times, ks) for s, ks in sides.items()}
     bs = x.shape[0]
-    entry: Dict[str, Any] = dict(variant=name, mode=mode, dtype=dtype, compiled=compile,
+    entry: Dict[str, Any] = dict(variant=name, mode=mode, dtype=dtype, compiled=bool(compile),
                                  configs={k: dict(median_s=statistics.median(v), img_s=bs / statistics.median(v))
                                           for k, v in times.items()})
     for side in ('ours', 'timm'):
@@ -311,9 +401,11 @@ def to_markdown(result: Dict[str, Any]) -> str:
     mem_lines = []
     for r in result['results']:
         if r['mode'] == 'train_memory':
-            mem_lines.append(f"| {r['variant']} | {r['memory_format']} | {r['timm']['peak_mib']:.0f} | "
-                             f"{r['ours']['peak_mib']:.0f} | {r['ours_grad_ckpt']['peak_mib']:.0f} | "
-                             f"{r['ckpt_vs_timm']:.2f} |")
+            peak = {k: (f"{r[k]['peak_mib']:.0f}" if 'peak_mib' in r[k] else 'OOM')
+                    for k in ('timm', 'ours', 'ours_grad_ckpt')}
+            ratio = f"{r['ckpt_vs_timm']:.2f}" if r['ckpt_vs_timm'] is not None else '-'
+            mem_lines.append(f"| {r['variant']} | {r['memory_format']} {r.get('dtype', 'fp32')} | {peak['timm']} | "
+                             f"{peak['ours']} | {peak['ours_grad_ckpt']} | {ratio} |")
             continue
         pct = {s: (f"{100 * r[s]['fraction_of_gemm_peak']:.0f}%" if 'fraction_of_gemm_peak' in r[s] else '-')
                for s in ('ours', 'timm')}
@@ -360,6 +452,9 @@ def plot(result: Dict[str, Any], path: str) -> None:
 
 
 if __name__ == '__main__':
-    if len(sys.argv) == 9 and sys.argv[1] == '--_memory-child':
-        a = sys.argv[2:]
-        print(json.dumps(_memory_child(a[0], a[1], int(a[2]), int(a[3]), a[4], a[5], bool(int(a[6])))))
+    if len(sys.argv) == 3 and sys.argv[1] == '--_memory-child':
+        try:
+            res = _memory_child(**json.loads(sys.argv[2]))
+        except torch.OutOfMemoryError:
+            res = dict(oom=True)
+        print(json.dumps(res))

@@ -1,4 +1,5 @@
-"""The ``dla-plugins`` command line: ``zoo``, ``demo``, ``bench``, ``bench-dcn``, ``convert`` and ``export``."""
+"""The ``dla-plugins`` command line: ``zoo``, ``demo``, ``bench``, ``bench-dcn``, ``convert``, ``export`` and
+``gpu-check``."""
 import argparse
 import json
 import os
@@ -89,6 +90,31 @@ def _cmd_bench_dcn(args: argparse.Namespace) -> int:
     print(md)
     print('\nwrote ' + ', '.join(paths.values()))
     return 0
+
+
+def _cmd_gpu_check(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from .gpu_check import FULL, SMOKE, docs_section, run_gpu_check, summary_table, write_docs_section
+
+    sizes = SMOKE if args.smoke else FULL
+    overrides = dict(variants=tuple(args.variants) if args.variants else None, batch_size=args.batch_size,
+                     search_budget_mib=args.memory_budget_gib * 1024 if args.memory_budget_gib else None)
+    sizes = dataclasses.replace(sizes, **{k: v for k, v in overrides.items() if v is not None})
+    skip = [s.strip() for s in args.skip.split(',') if s.strip()]
+    res = run_gpu_check(args.device, smoke=args.smoke, out=args.out, skip=skip, merge=args.merge, sizes=sizes,
+                        progress=not args.no_progress)
+    table = summary_table(res)
+    with open(os.path.join(args.out, 'summary.md'), 'w') as f:
+        f.write(table + '\n')
+    print(table)
+    if args.docs and not args.smoke and args.device == 'cuda':
+        write_docs_section(args.docs, docs_section(res))
+        print(f'\nwrote the GPU section of {args.docs}')
+    elif args.docs:
+        print(f'\n{args.docs} left unchanged (only a full --device cuda run writes its GPU section)')
+    print(f"results: {os.path.join(args.out, 'results.json')}")
+    return 1 if any(s['status'] == 'fail' for s in res['steps']) else 0
 
 
 def infer_variant(state: Dict[str, torch.Tensor]) -> Tuple[str, int]:
@@ -283,6 +309,29 @@ def build_parser() -> argparse.ArgumentParser:
                    help='size of the check input (batch and spatial axes are dynamic)')
     e.add_argument('--no-progress', action='store_true')
     e.set_defaults(func=_cmd_export)
+    g = sub.add_parser('gpu-check', help='every CUDA path in one run: bench, DCN bench, timm/d2/mmseg training',
+                       description='Runs the benchmark (ours vs timm, bf16, channels_last, eager and compiled, GEMM '
+                                   'fraction, largest batch with gradient checkpointing), the DCN benchmark, and a '
+                                   'short training in each host on synthetic data; records pass/fail and figures in '
+                                   'OUT/results.json, prints a summary table and (full CUDA run) writes the GPU '
+                                   'section of --docs. Exits 1 if a step fails. --device cpu --smoke: the same '
+                                   'pipeline at toy sizes (the CI dry run).')
+    g.add_argument('--device', choices=('cuda', 'cpu'), default='cuda')
+    g.add_argument('--smoke', action='store_true', help='toy sizes, CPU-safe options (the dry run)')
+    g.add_argument('--out', default='output/gpu_check', help='output folder (default output/gpu_check, git-ignored)')
+    g.add_argument('--docs', default='docs/benchmarks.md',
+                   help="markdown file whose marked GPU section a full CUDA run replaces ('' for none)")
+    g.add_argument('--skip', default='', help='comma-separated steps to skip: bench,dcn,timm,d2,mmseg')
+    g.add_argument('--merge', action='store_true',
+                   help="keep the skipped steps' results of an earlier run in --out (split a check over commands)")
+    g.add_argument('--variants', type=_variant_list, default=None,
+                   help='bench variants (default dla34,dla60x,dla102; smoke dla46_c)')
+    g.add_argument('--batch-size', type=int, default=None, help='bench batch (default 256; smoke 2)')
+    g.add_argument('--memory-budget-gib', type=float, default=None,
+                   help='largest-batch search: a batch fits if its step needs at most this much (default: the '
+                        "device's memory)")
+    g.add_argument('--no-progress', action='store_true')
+    g.set_defaults(func=_cmd_gpu_check)
     return p
 
 

@@ -301,3 +301,20 @@ def test_weights_only_allow_list_is_narrow(tmp_path):
     with pytest.raises(pickle.UnpicklingError, match=r"getattr\(<class '\S+HistoryBuffer'>, 'update'\) is not allowed"):
         torch.load(tmp_path / 'bad.pth', weights_only=True)
     assert 'builtins.getattr' in mmseg_ext.serialization.safe_global_names()
+
+
+def test_amp_flag_makes_an_amp_optim_wrapper():
+    """``mmseg_ext.train --amp`` (what ``dla-plugins gpu-check`` runs on CUDA): mmengine's AmpOptimWrapper."""
+    from mmseg_ext.train import build_parser, enable_amp, load_config
+
+    args = build_parser().parse_args([CONFIGS[0], '--amp', '--cfg-options', 'optim_wrapper.dtype=bfloat16'])
+    assert args.amp
+    cfg = load_config(args.config, args.cfg_options)
+    optimizer = cfg.optim_wrapper.optimizer.to_dict()
+    enable_amp(cfg)
+    assert cfg.optim_wrapper.type == 'AmpOptimWrapper' and cfg.optim_wrapper.loss_scale == 'dynamic'
+    assert cfg.optim_wrapper.dtype == 'bfloat16' and cfg.optim_wrapper.optimizer.to_dict() == optimizer
+    cfg.optim_wrapper.type = 'ApexOptimWrapper'
+    with pytest.raises(ValueError, match="--amp: optim_wrapper.type must be 'OptimWrapper' or 'AmpOptimWrapper', "
+                                         "got 'ApexOptimWrapper'"):
+        enable_amp(cfg)

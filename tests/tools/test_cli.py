@@ -16,7 +16,7 @@ def _subcommands():
 
 
 def test_help_everywhere(capsys):
-    assert _subcommands() == ['bench', 'convert', 'demo', 'export', 'zoo']
+    assert _subcommands() == ['bench', 'convert', 'demo', 'export', 'gpu-check', 'zoo']
     for cmd in [[], *[[c] for c in _subcommands()]]:
         with pytest.raises(SystemExit) as e:
             main(cmd + ['--help'])
@@ -111,12 +111,12 @@ def test_bench_tiny(tmp_path, capsys):
                  '--no-progress']) == 0
     res = json.loads((tmp_path / 'b.json').read_text())
     rows = {(r['mode'], r.get('dtype')): r for r in res['results']}
-    assert set(rows) == {('eval', 'fp32'), ('train', 'fp32'), ('train_memory', None)}
+    assert set(rows) == {('eval', 'fp32'), ('train', 'fp32'), ('train_memory', 'fp32')}
     ev = rows[('eval', 'fp32')]
     assert set(ev['configs']) == {'ours:nchw', 'ours:nchw:fused', 'timm:nchw', 'ours:cl', 'ours:cl:fused', 'timm:cl'}
     assert ev['ours']['img_s'] > 0 and ev['timm']['img_s'] > 0 and ev['speedup'] > 0
     assert 0 < ev['ours']['fraction_of_gemm_peak'] and res['gemm_flops']['fp32'] > 0
-    mem = rows[('train_memory', None)]
+    mem = rows[('train_memory', 'fp32')]
     assert {'timm', 'ours', 'ours_grad_ckpt'} <= set(mem) and mem['timm']['peak_mib'] > 0
     md = (tmp_path / 'b.md').read_text()
     assert '| dla46_c | eval | fp32 | no |' in md and 'Peak training-step memory' in md
