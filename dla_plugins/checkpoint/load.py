@@ -118,10 +118,11 @@ def load_checkpoint(model: nn.Module, path_or_state_dict: Union[str, os.PathLike
     misshaped = sorted(f'{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}'
                        for k in set(own) & set(state) if state[k].shape != own[k].shape)
     if missing or unexpected or misshaped:
-        lines = [f'checkpoint does not match {type(model).__name__} (layout: {report.layout}):']
+        network = ''
         if report.model_kwargs:
             args = ', '.join(f'{k}={v!r}' for k, v in report.model_kwargs.items())
-            lines[0] = lines[0][:-1] + f'; its network is DLASeg({args}):'
+            network = f'; its network is DLASeg({args})'
+        lines = [f'checkpoint does not match {type(model).__name__} (layout: {report.layout}{network}):']
         if report.skipped:
             lines.append(f'  ({len(report.skipped)} key(s) skipped as not DLA: {sorted(set(report.skipped.values()))})')
         for title, keys in (('missing', missing), ('unexpected', unexpected), ('mis-shaped', misshaped)):
