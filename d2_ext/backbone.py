@@ -14,6 +14,7 @@ from detectron2.modeling.backbone.fpn import FPN, LastLevelMaxPool, LastLevelP6P
 
 from dla_plugins import DLAUp, create_dla, get_norm_layer
 from dla_plugins.backbone import STAGES
+from dla_plugins.dla_up import FLAVORS
 
 __all__ = [
     'DLABackbone', 'DLAUpNeck', 'dlap_norm', 'NORMS', 'TOP_BLOCKS', 'build_dlap_backbone', 'build_dlap_fpn_backbone',
@@ -103,6 +104,8 @@ class DLAUpNeck(Backbone):
         in_features: Its features to aggregate, finest first, with strictly increasing strides.
         out_channels: Width of every output; 0 keeps each level's own width.
         node_type: 'conv' or 'dcn' (modulated deformable, torchvision) aggregation nodes.
+        flavor: 'paper' (ucbdrive's DLA-Up) or 'centernet' (CenterNet's DLA-Up; its first output is then the final
+            IDA-Up stage CenterNet feeds its heads), see :class:`dla_plugins.DLAUp`.
         norm: Norm inside DLA-Up ('GN', 'BN', 'SyncBN', 'naiveSyncBN', 'FrozenBN' or a callable).
         top_block: Optional module adding coarser levels (detectron2's top-block interface).
         size_divisibility: What the model pads inputs to (0: no padding; DLA-Up itself accepts any size).
@@ -110,7 +113,7 @@ class DLAUpNeck(Backbone):
 
     def __init__(self, bottom_up: Backbone, in_features: Sequence[str], out_channels: int = 256,
                  node_type: str = 'conv', norm: Union[str, Callable[[int], nn.Module]] = 'GN',
-                 top_block: Optional[nn.Module] = None, size_divisibility: int = 32):
+                 top_block: Optional[nn.Module] = None, size_divisibility: int = 32, flavor: str = 'paper'):
         super().__init__()
         shapes = bottom_up.output_shape()
         in_features = list(in_features)
@@ -127,7 +130,7 @@ class DLAUpNeck(Backbone):
         self.bottom_up = bottom_up
         self.in_features = in_features
         chans = [shapes[f].channels for f in in_features]
-        self.dla_up = DLAUp(chans, strides, node_type=node_type, norm_layer=dlap_norm(norm, 'norm'))
+        self.dla_up = DLAUp(chans, strides, node_type=node_type, norm_layer=dlap_norm(norm, 'norm'), flavor=flavor)
         self.output_convs = nn.ModuleList()
         for c in chans:
             if out_channels:
@@ -221,9 +224,11 @@ def build_dlap_up_backbone(cfg, input_shape: ShapeSpec) -> DLAUpNeck:
     """DLA + DLA-Up neck over ``MODEL.DLAP.OUT_FEATURES`` with ``MODEL.DLAP.NECK.*`` (top block on its last output)."""
     bottom_up = _bottom_up(cfg, input_shape)
     n = cfg.MODEL.DLAP.NECK
+    if n.FLAVOR not in FLAVORS:
+        raise ValueError(f'MODEL.DLAP.NECK.FLAVOR: unknown DLA-Up flavour {n.FLAVOR!r}; allowed: {list(FLAVORS)}')
     shapes = bottom_up.output_shape()
     last = cfg.MODEL.DLAP.OUT_FEATURES[-1]
     channels = n.OUT_CHANNELS or shapes[last].channels
     top = _top_block(n.TOP_BLOCK, channels, f'p{int(math.log2(shapes[last].stride))}')
     return DLAUpNeck(bottom_up, cfg.MODEL.DLAP.OUT_FEATURES, out_channels=n.OUT_CHANNELS, node_type=n.NODE_TYPE,
-                     norm=n.NORM, top_block=top, size_divisibility=n.SIZE_DIVISIBILITY)
+                     norm=n.NORM, top_block=top, size_divisibility=n.SIZE_DIVISIBILITY, flavor=n.FLAVOR)

@@ -7,7 +7,7 @@ import torch.nn as nn
 
 __all__ = [
     'NormLayer', 'FrozenBatchNorm2d', 'get_norm_layer', 'BasicBlock', 'Bottleneck', 'Res2Bottleneck',
-    'AggregationNode', 'BLOCKS', 'bilinear_upsample_init', 'crop_to',
+    'AggregationNode', 'BLOCKS', 'bilinear_upsample_init', 'crop_to', 'conv_layer',
 ]
 
 NormLayer = Callable[[int], nn.Module]
@@ -197,30 +197,37 @@ class Res2Bottleneck(nn.Module):
 BLOCKS: Dict[str, type] = {'basic': BasicBlock, 'bottleneck': Bottleneck, 'res2': Res2Bottleneck}
 
 
+def conv_layer(cin: int, cout: int, kernel_size: int, deformable: bool = False, bias: bool = False,
+               dcn_impl: str = 'auto') -> nn.Module:
+    """A 'same'-padded stride-1 conv: plain or modulated deformable (DCNv2; ``dcn_impl`` picks its kernel, see
+    :func:`dla_plugins.dcn.deform_conv2d`, and never changes the state_dict)."""
+    from .dcn import ModulatedDeformConv2d, check_dcn_impl
+
+    check_dcn_impl(dcn_impl, 'dcn_impl')
+    if deformable:
+        return ModulatedDeformConv2d(cin, cout, kernel_size, padding=kernel_size // 2, bias=bias, impl=dcn_impl)
+    return nn.Conv2d(cin, cout, kernel_size, 1, padding=kernel_size // 2, bias=bias)
+
+
 class AggregationNode(nn.Module):
     """Aggregation node N (Eq. 3): concat -> conv -> norm -> ReLU, plus the last input (Eq. 4) if ``residual``.
 
-    HDA/IDA roots in the backbone use 1x1 convs; the IDA-Up nodes of §4.2 use 3x3 (optionally deformable).
-    Inputs are concatenated in the given order; the residual is ``inputs[0]`` (the deepest block of the tree).
-    ``dcn_impl`` picks the deformable conv's kernel (see :func:`dla_plugins.dcn.deform_conv2d`); no state change.
+    HDA/IDA roots in the backbone use 1x1 convs; the IDA-Up nodes of §4.2 use 3x3 (optionally deformable, optionally
+    with a conv bias as in CenterNet). Inputs are concatenated in the given order (a single input is used as is); the
+    residual is ``inputs[0]`` (the deepest block of the tree). ``dcn_impl``: see :func:`conv_layer`.
     """
 
     def __init__(self, cin: int, cout: int, kernel_size: int = 1, residual: bool = False,
-                 norm_layer: NormLayer = nn.BatchNorm2d, deformable: bool = False, dcn_impl: str = 'auto'):
+                 norm_layer: NormLayer = nn.BatchNorm2d, deformable: bool = False, bias: bool = False,
+                 dcn_impl: str = 'auto'):
         super().__init__()
-        from .dcn import ModulatedDeformConv2d, check_dcn_impl
-
-        check_dcn_impl(dcn_impl, 'dcn_impl')
-        if deformable:
-            self.conv = ModulatedDeformConv2d(cin, cout, kernel_size, padding=kernel_size // 2, impl=dcn_impl)
-        else:
-            self.conv = nn.Conv2d(cin, cout, kernel_size, 1, padding=kernel_size // 2, bias=False)
+        self.conv = conv_layer(cin, cout, kernel_size, deformable, bias, dcn_impl)
         self.bn = norm_layer(cout)
         self.relu = nn.ReLU(inplace=True)
         self.residual = residual
 
     def forward(self, inputs: List[torch.Tensor]) -> torch.Tensor:
-        x = self.bn(self.conv(torch.cat(inputs, 1)))
+        x = self.bn(self.conv(inputs[0] if len(inputs) == 1 else torch.cat(inputs, 1)))
         if self.residual:
             x = x + inputs[0]
         return self.relu(x)

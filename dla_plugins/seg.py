@@ -1,5 +1,5 @@
-"""The segmentation network of §4.2: a (dilated) DLA, DLA-Up back to a fine stride, and a classifier."""
-from typing import Optional, Union
+"""The segmentation/dense-prediction network of §4.2: a (dilated) DLA, DLA-Up back to a fine stride, a classifier."""
+from typing import List, Optional, Union
 
 import torch
 import torch.nn as nn
@@ -9,29 +9,40 @@ from .backbone import DLA
 from .dla_up import DLAUp
 from .layers import NormLayer
 
-__all__ = ['DLASeg']
+__all__ = ['DLASeg', 'DOWN_RATIOS']
+
+DOWN_RATIOS = (2, 4, 8, 16)
 
 
 class DLASeg(nn.Module):
-    """Segmentation network of §4.2: DLA (optionally dilated) + DLA-Up back to stride ``down_ratio`` + classifier.
+    """DLA (optionally dilated) + DLA-Up back to stride ``down_ratio`` + an optional 1x1 classifier.
+
+    ``flavor='paper'`` is ucbdrive's DLASeg (``dla_up.py``); ``flavor='centernet'`` is the network CenterNet,
+    CenterTrack, FairMOT, mmdetection3d (SMOKE/MonoFlex) and CenterNet2 put under their task heads, and
+    :meth:`forward_features` returns exactly the map they feed those heads.
 
     Args:
         backbone: A variant name or a headless :class:`DLA` (``num_classes=0``).
-        num_classes: Segmentation classes.
-        down_ratio: Stride of the DLA-Up output, 2 or 4 (the classifier's logits are then resized to the input).
+        num_classes: Segmentation classes; 0 builds no classifier (``forward`` then returns the features).
+        down_ratio: Stride of the DLA-Up output: 2, 4, 8 or 16 (logits are resized to the input).
         output_stride: Backbone output stride when ``backbone`` is a name (8 as in the paper, 16 or 32).
-        node_type: 'conv' or 'dcn' (modulated deformable) aggregation nodes in DLA-Up.
+        node_type: 'conv' or 'dcn' (modulated deformable) 3x3 convs in DLA-Up.
         norm_layer: Norm for the backbone (when built here) and DLA-Up.
-        checkpoint_path: Backbone weights to load (when built here).
-        dcn_impl: Kernel of 'dcn' nodes: 'auto', 'native' (pure PyTorch) or 'torchvision' (same state_dict).
+        flavor: 'paper' or 'centernet' (see :class:`~dla_plugins.DLAUp`).
+        bias: Conv bias of the DLA-Up 3x3 convs (None: the flavour's reference default).
+        checkpoint_path: ImageNet weights for the backbone (when built here).
+        dcn_impl: Kernel of deformable convs: 'auto', 'native' (pure PyTorch) or 'torchvision' (same state_dict).
     """
 
     def __init__(self, backbone: Union[str, DLA] = 'dla34', num_classes: int = 19, down_ratio: int = 4,
                  output_stride: int = 8, node_type: str = 'conv', norm_layer: Union[str, NormLayer, None] = None,
-                 checkpoint_path: Optional[str] = None, dcn_impl: str = 'auto'):
+                 flavor: str = 'paper', checkpoint_path: Optional[str] = None, bias: Optional[bool] = None,
+                 dcn_impl: str = 'auto'):
         super().__init__()
-        if down_ratio not in (2, 4):
-            raise ValueError(f'down_ratio: must be 2 or 4, got {down_ratio!r}')
+        if down_ratio not in DOWN_RATIOS:
+            raise ValueError(f'down_ratio: must be one of {list(DOWN_RATIOS)}, got {down_ratio!r}')
+        if not isinstance(num_classes, int) or num_classes < 0:
+            raise ValueError(f'num_classes: must be an integer >= 0, got {num_classes!r}')
         if isinstance(backbone, str):
             from .factory import create_dla
 
@@ -41,13 +52,25 @@ class DLASeg(nn.Module):
             raise ValueError('backbone: must be a variant name or a DLA built with num_classes=0')
         self.backbone = backbone
         self.first_level = down_ratio.bit_length() - 1
+        self.down_ratio = down_ratio
         info = backbone.feature_info[self.first_level:]
         self.neck = DLAUp([f['num_chs'] for f in info], [f['reduction'] for f in info], node_type=node_type,
-                          norm_layer=norm_layer, dcn_impl=dcn_impl)
-        self.classifier = nn.Conv2d(info[0]['num_chs'], num_classes, 1)
+                          norm_layer=norm_layer, flavor=flavor, bias=bias, dcn_impl=dcn_impl)
+        self.num_features = info[0]['num_chs']
+        self.classifier = nn.Conv2d(self.num_features, num_classes, 1) if num_classes else nn.Identity()
         self.num_classes = num_classes
 
+    def forward_pyramid(self, x: torch.Tensor) -> List[torch.Tensor]:
+        """DLA-Up outputs, finest first (entry 0 is :meth:`forward_features`)."""
+        levels = self.backbone.forward_intermediates(x, intermediates_only=True)
+        return self.neck(levels[self.first_level:])
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The final aggregated map at stride ``down_ratio``, before any classifier."""
+        return self.forward_pyramid(x)[0]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        feats = self.backbone.forward_intermediates(x, intermediates_only=True)[self.first_level:]
-        logits = self.classifier(self.neck(feats)[0])
-        return F.interpolate(logits, size=x.shape[-2:], mode='bilinear', align_corners=False)
+        feats = self.forward_features(x)
+        if self.num_classes == 0:
+            return feats
+        return F.interpolate(self.classifier(feats), size=x.shape[-2:], mode='bilinear', align_corners=False)

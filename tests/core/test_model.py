@@ -245,6 +245,35 @@ def test_dla_seg_any_size(size, down_ratio, os_):
         assert seg(torch.randn(1, 3, *size)).shape == (1, 5, *size)
 
 
+@pytest.mark.parametrize('flavor', ['paper', 'centernet'])
+@pytest.mark.parametrize('down_ratio', [2, 8, 16])
+def test_dla_seg_down_ratios_and_features(flavor, down_ratio):
+    seg = dp.DLASeg('dla46_c', num_classes=0, down_ratio=down_ratio, output_stride=32, flavor=flavor).eval()
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        feats = seg(x)
+        assert torch.equal(feats, seg.forward_features(x))
+    assert feats.shape == (1, seg.num_features, 64 // down_ratio, 96 // down_ratio)
+    assert not [k for k in seg.state_dict() if k.startswith('classifier')]
+
+
+def test_centernet_flavor_structure():
+    """CenterNet's DLA-Up: 3x3 projection of every input after the first (even of equal width), summing nodes with
+    bias (dcn), and a final IDA-Up over the DLA-Up outputs at strides 4/8/16 whose last node gives the features."""
+    seg = dp.DLASeg('dla34', num_classes=0, output_stride=32, node_type='dcn', flavor='centernet').eval()
+    ida = seg.neck.idas[-1]
+    assert isinstance(ida.proj[0], nn.Identity)
+    assert [type(p[0]).__name__ for p in ida.proj[1:]] == ['ModulatedDeformConv2d'] * 3
+    assert ida.proj[1][0].weight.shape[-2:] == (3, 3) and ida.nodes[0].conv.bias is not None
+    final = seg.neck.ida_final
+    assert final.in_channels == [64, 128, 256] and final.up_factors == [1, 2, 4]
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        pyramid = seg.neck(seg.backbone.forward_intermediates(x, intermediates_only=True)[2:])
+        assert torch.equal(pyramid[0], seg.forward_features(x))
+    assert [tuple(p.shape[1:]) for p in pyramid] == [(64, 16, 16), (128, 8, 8), (256, 4, 4), (512, 2, 2)]
+
+
 def test_deformable_nodes_get_gradients():
     seg = dp.DLASeg('dla46_c', num_classes=3, node_type='dcn', output_stride=16)
     seg(torch.randn(2, 3, 47, 61)).logsumexp(1).mean().backward()
@@ -288,8 +317,13 @@ def test_bad_inputs(shape, match):
 
 
 def test_bad_seg_arguments():
-    with pytest.raises(ValueError, match=re.escape('down_ratio: must be 2 or 4, got 8')):
-        dp.DLASeg('dla34', down_ratio=8)
+    with pytest.raises(ValueError, match=re.escape('down_ratio: must be one of [2, 4, 8, 16], got 3')):
+        dp.DLASeg('dla34', down_ratio=3)
+    with pytest.raises(ValueError, match=re.escape("flavor: unknown DLA-Up flavour 'fpn'; allowed: ['paper', 'cent")):
+        dp.DLASeg('dla34', flavor='fpn')
+    with pytest.raises(ValueError, match=re.escape("in_channels: flavor='centernet' uses input 0 unprojected, so it "
+                                                   "must have out_channels=8 channels, got 4")):
+        dp.IDAUp([4, 8], [1, 2], 8, flavor='centernet')
     with pytest.raises(ValueError, match=re.escape("node_type: unknown aggregation node 'dcnv3'; allowed: ['conv',")):
         dp.DLASeg('dla34', node_type='dcnv3')
     with pytest.raises(ValueError, match='backbone: must be a variant name or a DLA built with num_classes=0'):

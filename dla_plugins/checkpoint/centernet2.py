@@ -1,0 +1,19 @@
+"""CenterNet2 (detectron2) layouts.
+
+- ``build_dla_backbone`` (its DLASeg): ``backbone.base.*`` (DLA), ``backbone.dla_up.ida_<i>.`` and
+  ``backbone.ida_up.`` like CenterNet's, but each ``_DeformConv`` keeps detectron2's ``ModulatedDeformConv`` in
+  ``conv`` (``weight``, ``bias``) and its offset/mask conv as a sibling ``offset`` (chunked like DCNv2's); norm
+  ``actf.0``.
+- DLA-FPN builds: the DLA under ``backbone.bottom_up.``; BiFPN builds: under ``backbone.bottom_up.backbone.``.
+Everything else (FPN/BiFPN layers, ``proposal_generator``, ``roi_heads``) is not part of DLA.
+"""
+from typing import Tuple
+
+__all__ = ['CENTERNET2_NECK_PARTS', 'BOTTOM_UP_PREFIXES']
+
+CENTERNET2_NECK_PARTS: Tuple[Tuple[str, str], ...] = (
+    (r'conv\.(weight|bias)', r'conv:\1'),
+    (r'offset\.(weight|bias)', r'conv:offset_mask.\1'),
+    (r'actf\.0\.(.+)', r'norm:\1'),
+)
+BOTTOM_UP_PREFIXES = {'backbone.bottom_up.': 'centernet2-fpn', 'backbone.bottom_up.backbone.': 'centernet2-bifpn'}

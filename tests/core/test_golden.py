@@ -1,0 +1,143 @@
+"""Every checkpoint family against its reference code: rebuild the reference checkpoint (manifest + seed, real
+container), load it through ``load_checkpoint`` (layout recognised by rule) and compare with the reference outputs."""
+import re
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import dla_plugins as dp
+from dla_plugins.checkpoint import CheckpointError, detect_layout, read_state_dict
+from tests.golden import fixture_names, load_manifest, load_outputs, make_input, tolerance, write_checkpoint
+
+# manifest family -> our layout name
+LAYOUTS = {
+    'ucbdrive_classifier': 'ucbdrive', 'ucbdrive_dlaseg': 'ucbdrive-dlaseg', 'centernet_pose_dla_dcn': 'centernet',
+    'centernet_dlav0': 'centernet-dlav0', 'centertrack_dla': 'centertrack', 'fairmot_pose_dla_conv': 'fairmot-conv',
+    'fairmot_pose_dla_dcn': 'fairmot', 'mmdet3d_dla': 'mmdet3d', 'mmdet3d_dlanet_dlaneck': 'mmdet3d',
+    'centernet2_dla_fpn': 'centernet2-fpn', 'centernet2_dla_bifpn': 'centernet2-bifpn',
+    'centernet2_dlaseg': 'centernet2-dlaseg',
+}
+FIXTURES = fixture_names()
+DENSE = [n for n in FIXTURES if load_manifest(n)['family'] != 'ucbdrive_classifier']
+
+
+def arch_of(manifest: dict) -> str:
+    return re.search(r'dla\d+x?', manifest['name']).group(0)
+
+
+def build_for(manifest: dict, path) -> torch.nn.Module:
+    """Our model for a reference checkpoint: a DLA for classifier/bottom-up files, else DLASeg(**layout kwargs)."""
+    state = read_state_dict(path)
+    layout = detect_layout(state)
+    kwargs = layout.model_kwargs(state)
+    if not kwargs:
+        return dp.create_dla(arch_of(manifest), num_classes=1000 if 'fc.weight' in state else 0)
+    return dp.DLASeg(arch_of(manifest), **kwargs)
+
+
+def stem_hook(model: dp.DLASeg, state: dict, manifest: dict):
+    """CenterTrack adds conv-BN-ReLU of the previous frame and heatmap to the stem output; those extra input convs
+    are not part of DLA (skipped), so the test adds their contribution with the checkpoint's own weights."""
+    extra = manifest['input'].get('extra', {})
+
+    def branch(name, x):
+        p = f'base.{name}.'
+        y = F.conv2d(x, state[p + '0.weight'], padding=3)
+        y = F.batch_norm(y, state[p + '1.running_mean'], state[p + '1.running_var'], state[p + '1.weight'],
+                         state[p + '1.bias'])
+        return F.relu(y)
+
+    adds = [branch(f'{k}_layer', make_input({'input': spec})) for k, spec in extra.items()]
+    return model.backbone.base_layer.register_forward_hook(lambda m, i, out: out + sum(adds))
+
+
+@pytest.mark.parametrize('name', FIXTURES)
+def test_reference_checkpoint_loads_and_matches(name, tmp_path):
+    manifest = load_manifest(name)
+    ref = load_outputs(name)
+    path = write_checkpoint(manifest, str(tmp_path / 'ref.pth'))
+    model = build_for(manifest, path).eval()
+    report = dp.load_checkpoint(model, path)
+    assert report.layout == LAYOUTS[manifest['family']]
+    state = read_state_dict(path)
+    assert len(report.skipped) + len(model.state_dict()) >= len(state) - sum('num_batches' in k for k in state)
+    x = make_input(manifest)
+    deformable = any(isinstance(m, dp.ModulatedDeformConv2d) for m in model.modules())
+    with torch.no_grad():
+        if isinstance(model, dp.DLA):
+            outs = dict(zip([f'level{i}' for i in range(6)], model.forward_intermediates(x, intermediates_only=True)))
+            if 'logits' in ref:
+                outs['logits'] = model(x)
+        else:
+            hook = stem_hook(model, state, manifest) if manifest['input'].get('extra') else None
+            outs = {'features': model.forward_features(x)}
+            if hook is not None:
+                hook.remove()
+            if 'up.weight' in state:  # ucbdrive's frozen bilinear logits upsampling: skipped, applied here
+                f = model.down_ratio
+                outs['logits'] = F.conv_transpose2d(model.classifier(outs['features']), state['up.weight'], stride=f,
+                                                    padding=f // 2, groups=model.num_classes)
+    compared = [k for k in ref if k in outs]
+    assert 'features' in compared or 'level5' in compared
+    for k in compared:
+        allowed, _ = tolerance(ref[k], deformable)
+        diff = (outs[k] - ref[k]).abs().max().item()
+        assert diff <= allowed, f'{name}/{k}: max |diff| {diff:.3g} > {allowed:.3g}'
+
+
+@pytest.mark.parametrize('name', DENSE)
+def test_report_lists_heads_and_unused_parts(name, tmp_path):
+    manifest = load_manifest(name)
+    path = write_checkpoint(manifest, str(tmp_path / 'ref.pth'))
+    model = build_for(manifest, path)
+    report = dp.load_checkpoint(model, path)
+    state = read_state_dict(path)
+    heads = [k for k in state if k.split('.')[0] in ('hm', 'wh', 'reg', 'id', 'tracking', 'bbox_head')]
+    assert all(report.skipped[k] == 'not part of DLA (task head, FPN, ...)' for k in heads)
+    assert not [k for k in report.skipped if k.startswith(('base.level', 'backbone.level', 'dla_up.', 'neck.'))
+                and 'project' not in k]
+    if 'base.fc.weight' in state:
+        assert report.skipped['base.fc.weight'] == 'ImageNet classifier of the backbone (unused by dense models)'
+
+
+@pytest.mark.parametrize('name', [n for n in DENSE if 'dla34' in n])
+def test_backbone_of_a_dense_checkpoint_loads_into_a_plain_dla(name, tmp_path):
+    """create_dla(checkpoint_path=<a CenterNet-family file>) takes the backbone and lists the neck as skipped."""
+    manifest = load_manifest(name)
+    path = write_checkpoint(manifest, str(tmp_path / 'ref.pth'))
+    model = dp.create_dla('dla34', num_classes=0, checkpoint_path=path)
+    report = dp.load_checkpoint(model, path)
+    assert 'DLA-Up neck (the model has none)' in report.skipped.values()
+    state = read_state_dict(path)
+    p = detect_layout(state).backbone_prefix
+    assert torch.equal(model.state_dict()['level5.root.conv.weight'], state[p + 'level5.root.conv.weight'])
+
+
+def test_unknown_layout_names_the_closest_and_every_key(tmp_path):
+    manifest = load_manifest('centernet_dla34_dcn')
+    path = write_checkpoint(manifest, str(tmp_path / 'ref.pth'))
+    state = {k.replace('base.', 'trunk.'): v for k, v in read_state_dict(path).items()}
+    with pytest.raises(CheckpointError) as e:
+        dp.load_checkpoint(dp.DLASeg('dla34', num_classes=0), state)
+    msg = str(e.value)
+    assert msg.startswith('checkpoint: unrecognised layout: no DLA (base_layer/level<i> keys) under any known prefix')
+    assert 'closest recognised layout: centernet (CenterNet pose_dla_dcn;' in msg
+    assert f'{len(state)} unmatched key(s):' in msg and all(f'    {k}\n' in msg + '\n' for k in state)
+
+
+def test_wrong_model_for_a_recognised_layout_lists_every_key(tmp_path):
+    """A CenterNet file into a paper-flavour DLASeg: never a partial load; the error names the layout, the network
+    to build and every key."""
+    manifest = load_manifest('centernet_dla34_dcn')
+    path = write_checkpoint(manifest, str(tmp_path / 'ref.pth'))
+    model = dp.DLASeg('dla34', num_classes=0, output_stride=32)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(CheckpointError) as e:
+        dp.load_checkpoint(model, path)
+    msg = str(e.value)
+    assert msg.startswith("checkpoint does not match DLASeg (layout: centernet; its network is DLASeg(down_ratio=4, "
+                          "output_stride=32, norm_layer=None, flavor='centernet', node_type='dcn', num_classes=0, "
+                          "bias=True)):")
+    assert 'neck.idas.0.proj.1.0.offset_mask.weight' in msg and 'neck.idas.0.nodes.0.conv.weight' in msg
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
