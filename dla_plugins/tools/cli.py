@@ -5,7 +5,7 @@ import json
 import os
 import sys
 import warnings
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
@@ -45,6 +45,22 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _write_results(res: Dict[str, Any], out: str, name: str, to_markdown: Callable[[Dict[str, Any]], str],
+                   plot: Callable[[Dict[str, Any], str], None]) -> int:
+    """Write a benchmark result as OUT/NAME.json, .md and .png and print the markdown table."""
+    os.makedirs(out, exist_ok=True)
+    paths = {ext: os.path.join(out, f'{name}.{ext}') for ext in ('json', 'md', 'png')}
+    with open(paths['json'], 'w') as f:
+        json.dump(res, f, indent=2)
+    md = to_markdown(res)
+    with open(paths['md'], 'w') as f:
+        f.write(md + '\n')
+    plot(res, paths['png'])
+    print(md)
+    print('\nwrote ' + ', '.join(paths.values()))
+    return 0
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     for module, extra in (('timm', 'timm'), ('fvcore', 'bench'), ('matplotlib', 'bench')):
         require(module, extra, 'dla-plugins bench')
@@ -56,17 +72,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                     dtypes=args.dtypes.split(','), formats=args.formats.split(','), compile=args.compile,
                     rounds=args.rounds, warmup=args.warmup, memory=not args.no_memory, device=args.device,
                     progress=not args.no_progress)
-    os.makedirs(args.out, exist_ok=True)
-    paths = {ext: os.path.join(args.out, f'{args.name}.{ext}') for ext in ('json', 'md', 'png')}
-    with open(paths['json'], 'w') as f:
-        json.dump(res, f, indent=2)
-    md = to_markdown(res)
-    with open(paths['md'], 'w') as f:
-        f.write(md + '\n')
-    plot(res, paths['png'])
-    print(md)
-    print('\nwrote ' + ', '.join(paths.values()))
-    return 0
+    return _write_results(res, args.out, args.name, to_markdown, plot)
 
 
 def _cmd_bench_dcn(args: argparse.Namespace) -> int:
@@ -79,17 +85,7 @@ def _cmd_bench_dcn(args: argparse.Namespace) -> int:
                         warmup=args.warmup, smoke=args.smoke, op_shape=shape, variant=args.variant,
                         batch_size=args.batch_size, img_size=args.img_size, model=not args.no_model,
                         memory=not args.no_memory, progress=not args.no_progress)
-    os.makedirs(args.out, exist_ok=True)
-    paths = {ext: os.path.join(args.out, f'{args.name}.{ext}') for ext in ('json', 'md', 'png')}
-    with open(paths['json'], 'w') as f:
-        json.dump(res, f, indent=2)
-    md = to_markdown(res)
-    with open(paths['md'], 'w') as f:
-        f.write(md + '\n')
-    plot(res, paths['png'])
-    print(md)
-    print('\nwrote ' + ', '.join(paths.values()))
-    return 0
+    return _write_results(res, args.out, args.name, to_markdown, plot)
 
 
 def _cmd_gpu_check(args: argparse.Namespace) -> int:
