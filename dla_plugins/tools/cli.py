@@ -215,6 +215,16 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_bench_run_options(p: argparse.ArgumentParser, name: str) -> None:
+    p.add_argument('--rounds', type=int, default=5, help='timed rounds (each times every config once)')
+    p.add_argument('--warmup', type=int, default=1)
+    p.add_argument('--no-memory', action='store_true', help='skip the peak training memory subprocesses')
+    p.add_argument('--threads', type=int, default=0, help='torch threads (default: torch default)')
+    p.add_argument('--out', default='output/bench', help='output folder (default output/bench, git-ignored)')
+    p.add_argument('--name', default=name)
+    p.add_argument('--no-progress', action='store_true')
+
+
 def build_parser() -> argparse.ArgumentParser:
     from ..variants import list_variants
 
@@ -245,14 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument('--dtypes', default='fp32', help="comma-separated of 'fp32', 'bf16' (autocast)")
     b.add_argument('--formats', default='nchw,cl', help="memory formats: comma-separated of 'nchw', 'cl'")
     b.add_argument('--compile', action='store_true', help='torch.compile both sides (slow on CPU)')
-    b.add_argument('--rounds', type=int, default=5, help='timed rounds (each times every config once)')
-    b.add_argument('--warmup', type=int, default=1)
-    b.add_argument('--no-memory', action='store_true', help='skip the peak training memory subprocesses')
     b.add_argument('--device', default=None, help='cpu or cuda (default: cuda if available)')
-    b.add_argument('--threads', type=int, default=0, help='torch threads (default: torch default)')
-    b.add_argument('--out', default='output/bench', help='output folder (default output/bench, git-ignored)')
-    b.add_argument('--name', default='bench')
-    b.add_argument('--no-progress', action='store_true')
+    _add_bench_run_options(b, 'bench')
     b.set_defaults(func=_cmd_bench)
 
     bd = sub.add_parser('bench-dcn', help='deformable conv: native vs torchvision vs mmcv vs plain conv, op + DLASeg',
@@ -263,19 +267,13 @@ def build_parser() -> argparse.ArgumentParser:
     bd.add_argument('--device', default='cpu', help='cpu or cuda (default cpu)')
     bd.add_argument('--dtypes', default='fp32', help="comma-separated of 'fp32', 'bf16', 'fp16'")
     bd.add_argument('--compile', action='store_true', help='also torch.compile the native op and the models')
-    bd.add_argument('--rounds', type=int, default=5)
-    bd.add_argument('--warmup', type=int, default=1)
     bd.add_argument('--op-shape', default=None, help='B,C_in,C_out,H,W of the single conv (default 2,128,64,64,64)')
     bd.add_argument('--variant', default='dla34', help='DLASeg backbone (default dla34)')
     bd.add_argument('--batch-size', type=int, default=2)
     bd.add_argument('--img-size', type=int, default=128)
     bd.add_argument('--no-model', action='store_true', help='skip the DLASeg section')
-    bd.add_argument('--no-memory', action='store_true', help='skip the peak training memory subprocesses')
     bd.add_argument('--smoke', action='store_true', help='tiny shapes, one round (CI dry run)')
-    bd.add_argument('--threads', type=int, default=0, help='torch threads (default: torch default)')
-    bd.add_argument('--out', default='output/bench', help='output folder (default output/bench, git-ignored)')
-    bd.add_argument('--name', default='bench_dcn')
-    bd.add_argument('--no-progress', action='store_true')
+    _add_bench_run_options(bd, 'bench_dcn')
     bd.set_defaults(func=_cmd_bench_dcn)
 
     c = sub.add_parser('convert', help='ucbdrive/timm checkpoint -> our safetensors (verified strict load)',
