@@ -17,6 +17,8 @@ NUM_LEVELS = 6
 # stage k >= 1 is level{k+1} (strides 4, 8, 16, 32 as ResNet's res2..res5). detectron2's ``freeze_at=k`` freezes
 # stages 0..k-1; mmseg's ``frozen_stages=k`` freezes stages 0..k.
 STAGES = (('base_layer', 'level0', 'level1'), ('level2',), ('level3',), ('level4',), ('level5',))
+# torch has no public "is FX symbolically tracing" query (torch.compiler.is_compiling covers Dynamo only); the private
+# one is read here, in one place, so input checks can step aside while FX traces.
 _fx = torch.fx._symbolic_trace
 _is_fx_symbolic_tracing = getattr(_fx, 'is_fx_symbolic_tracing', _fx.is_fx_tracing)
 MIN_INPUT_SIZE = 16
