@@ -39,7 +39,7 @@ def _load_core(state: Dict[str, torch.Tensor], arch: str, neck: bool) -> Tuple[t
 def d2_settings(report: LoadReport) -> List[str]:
     """The ``MODEL.DLAP`` options (as ``KEY VALUE`` opts) that build the converted network's backbone and neck."""
     kw = report.model_kwargs
-    if not kw:
+    if not kw or kw.get('node_kernel', 3) != 3:  # CenterNet2's DLAUP (1x1 nodes) has no detectron2 neck here
         return []
     first = kw['down_ratio'].bit_length() - 1
     norm = 'GN' if kw.get('norm_layer') == 'gn' else 'FrozenBN'
@@ -47,7 +47,8 @@ def d2_settings(report: LoadReport) -> List[str]:
             'MODEL.DLAP.OUT_FEATURES', '[{}]'.format(','.join(f"'level{i}'" for i in range(first, 6))),
             'MODEL.DLAP.NORM', norm,
             'MODEL.DLAP.NECK.FLAVOR', kw['flavor'], 'MODEL.DLAP.NECK.NODE_TYPE', kw['node_type'],
-            'MODEL.DLAP.NECK.NORM', norm, 'MODEL.DLAP.NECK.OUT_CHANNELS', '0']
+            'MODEL.DLAP.NECK.NORM', norm, 'MODEL.DLAP.NECK.OUT_CHANNELS', '0',
+            'MODEL.DLAP.NECK.BIAS', {None: 'auto', True: 'on', False: 'off'}[kw.get('bias')]]
 
 
 def convert_to_d2(src: Union[str, os.PathLike, Dict[str, torch.Tensor]], arch: str = 'dla34',
