@@ -24,6 +24,7 @@ __all__ = [
 NORMS = ('FrozenBN', 'BN', 'SyncBN', 'naiveSyncBN', 'GN')
 TOP_BLOCKS = ('', 'maxpool', 'p6p7')
 LEVELS = tuple(f'level{i}' for i in range(6))
+_BIAS = {'auto': None, 'on': True, 'off': False}
 
 
 def dlap_norm(norm: Union[str, Callable[[int], nn.Module]], arg: str = 'norm') -> Callable[[int], nn.Module]:
@@ -106,6 +107,7 @@ class DLAUpNeck(Backbone):
         node_type: 'conv' or 'dcn' (modulated deformable, torchvision) aggregation nodes.
         flavor: 'paper' (ucbdrive's DLA-Up) or 'centernet' (CenterNet's DLA-Up; its first output is then the final
             IDA-Up stage CenterNet feeds its heads), see :class:`dla_plugins.DLAUp`.
+        bias: Conv bias of the DLA-Up 3x3 convs (None: the flavour's default; mmdetection3d's conv neck: True).
         norm: Norm inside DLA-Up ('GN', 'BN', 'SyncBN', 'naiveSyncBN', 'FrozenBN' or a callable).
         top_block: Optional module adding coarser levels (detectron2's top-block interface).
         size_divisibility: What the model pads inputs to (0: no padding; DLA-Up itself accepts any size).
@@ -113,7 +115,8 @@ class DLAUpNeck(Backbone):
 
     def __init__(self, bottom_up: Backbone, in_features: Sequence[str], out_channels: int = 256,
                  node_type: str = 'conv', norm: Union[str, Callable[[int], nn.Module]] = 'GN',
-                 top_block: Optional[nn.Module] = None, size_divisibility: int = 32, flavor: str = 'paper'):
+                 top_block: Optional[nn.Module] = None, size_divisibility: int = 32, flavor: str = 'paper',
+                 bias: Optional[bool] = None):
         super().__init__()
         shapes = bottom_up.output_shape()
         in_features = list(in_features)
@@ -130,7 +133,8 @@ class DLAUpNeck(Backbone):
         self.bottom_up = bottom_up
         self.in_features = in_features
         chans = [shapes[f].channels for f in in_features]
-        self.dla_up = DLAUp(chans, strides, node_type=node_type, norm_layer=dlap_norm(norm, 'norm'), flavor=flavor)
+        self.dla_up = DLAUp(chans, strides, node_type=node_type, norm_layer=dlap_norm(norm, 'norm'), flavor=flavor,
+                            bias=bias)
         self.output_convs = nn.ModuleList()
         for c in chans:
             if out_channels:
@@ -226,9 +230,12 @@ def build_dlap_up_backbone(cfg, input_shape: ShapeSpec) -> DLAUpNeck:
     n = cfg.MODEL.DLAP.NECK
     if n.FLAVOR not in FLAVORS:
         raise ValueError(f'MODEL.DLAP.NECK.FLAVOR: unknown DLA-Up flavour {n.FLAVOR!r}; allowed: {list(FLAVORS)}')
+    if n.BIAS not in _BIAS:
+        raise ValueError(f'MODEL.DLAP.NECK.BIAS: unknown value {n.BIAS!r}; allowed: {list(_BIAS)}')
     shapes = bottom_up.output_shape()
     last = cfg.MODEL.DLAP.OUT_FEATURES[-1]
     channels = n.OUT_CHANNELS or shapes[last].channels
     top = _top_block(n.TOP_BLOCK, channels, f'p{int(math.log2(shapes[last].stride))}')
     return DLAUpNeck(bottom_up, cfg.MODEL.DLAP.OUT_FEATURES, out_channels=n.OUT_CHANNELS, node_type=n.NODE_TYPE,
-                     norm=n.NORM, top_block=top, size_divisibility=n.SIZE_DIVISIBILITY, flavor=n.FLAVOR)
+                     norm=n.NORM, top_block=top, size_divisibility=n.SIZE_DIVISIBILITY, flavor=n.FLAVOR,
+                     bias=_BIAS[n.BIAS])

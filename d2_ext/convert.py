@@ -18,6 +18,7 @@ import torch
 
 from dla_plugins import DLASeg, create_dla, load_checkpoint, read_state_dict
 from dla_plugins.checkpoint import LoadReport, detect_layout
+from dla_plugins.checkpoint.hosts import to_host
 
 __all__ = ['PREFIX_NECK', 'PREFIX_PLAIN', 'PREFIX_DLA_UP', 'convert_to_d2', 'd2_settings', 'main']
 
@@ -38,7 +39,7 @@ def _load_core(state: Dict[str, torch.Tensor], arch: str, neck: bool) -> Tuple[t
 def d2_settings(report: LoadReport) -> List[str]:
     """The ``MODEL.DLAP`` options (as ``KEY VALUE`` opts) that build the converted network's backbone and neck."""
     kw = report.model_kwargs
-    if not kw:
+    if not kw or kw.get('node_kernel', 3) != 3:  # CenterNet2's DLAUP (1x1 nodes) has no detectron2 neck here
         return []
     first = kw['down_ratio'].bit_length() - 1
     norm = 'GN' if kw.get('norm_layer') == 'gn' else 'FrozenBN'
@@ -46,7 +47,8 @@ def d2_settings(report: LoadReport) -> List[str]:
             'MODEL.DLAP.OUT_FEATURES', '[{}]'.format(','.join(f"'level{i}'" for i in range(first, 6))),
             'MODEL.DLAP.NORM', norm,
             'MODEL.DLAP.NECK.FLAVOR', kw['flavor'], 'MODEL.DLAP.NECK.NODE_TYPE', kw['node_type'],
-            'MODEL.DLAP.NECK.NORM', norm, 'MODEL.DLAP.NECK.OUT_CHANNELS', '0']
+            'MODEL.DLAP.NECK.NORM', norm, 'MODEL.DLAP.NECK.OUT_CHANNELS', '0',
+            'MODEL.DLAP.NECK.BIAS', {None: 'auto', True: 'on', False: 'off'}[kw.get('bias')]]
 
 
 def convert_to_d2(src: Union[str, os.PathLike, Dict[str, torch.Tensor]], arch: str = 'dla34',
@@ -55,15 +57,7 @@ def convert_to_d2(src: Union[str, os.PathLike, Dict[str, torch.Tensor]], arch: s
     the detectron2 checkpoint dict (and the load report with ``return_report``)."""
     state = src if isinstance(src, dict) else read_state_dict(src)
     model, report = _load_core(state, arch, neck)
-    weights: Dict[str, torch.Tensor] = {}
-    for k, v in model.state_dict().items():
-        if k.endswith('num_batches_tracked') or k.startswith('classifier.'):
-            continue
-        if isinstance(model, DLASeg):
-            k = prefix + k[len('backbone.'):] if k.startswith('backbone.') else PREFIX_DLA_UP + k[len('neck.'):]
-        else:
-            k = prefix + k
-        weights[k] = v.detach().clone()
+    weights = to_host(model.state_dict(), 'detectron2', backbone_prefix=prefix)
     ckpt = {'model': weights, '__author__': 'dla-plugins', 'matching_heuristics': False}
     return (ckpt, report) if return_report else ckpt
 

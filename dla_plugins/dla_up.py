@@ -120,11 +120,13 @@ class DLAUp(nn.Module):
         norm_layer: Norm of projections and nodes ('bn', 'gn', ... or a callable).
         flavor: 'paper' (ucbdrive DLA-Up) or 'centernet' (CenterNet's DLA-Up + final IDA-Up), see :class:`IDAUp`.
         bias: Conv bias of the 3x3 convs (None: the flavour's reference default, see :class:`IDAUp`).
+        node_kernel: Kernel of the nodes (and of centernet projections): 3, or 1 as in CenterNet2's ``DLAUP``.
+        final_ida: Add the final IDA-Up stage (None: for flavor='centernet'; CenterNet2's ``DLAUP`` has none).
     """
 
     def __init__(self, in_channels: Sequence[int], strides: Sequence[int], node_type: str = 'conv',
                  norm_layer: Union[str, NormLayer, None] = None, flavor: str = 'paper', bias: Optional[bool] = None,
-                 dcn_impl: str = 'auto'):
+                 node_kernel: int = 3, final_ida: Optional[bool] = None, dcn_impl: str = 'auto'):
         super().__init__()
         n = len(in_channels)
         if n < 2 or len(strides) != n:
@@ -133,7 +135,8 @@ class DLAUp(nn.Module):
         if any(s2 % s1 for s1, s2 in zip(strides, strides[1:])):
             raise ValueError(f'strides: each stride must divide the next, got {list(strides)}')
         self.in_channels, self.strides, self.flavor = list(in_channels), list(strides), _check_flavor(flavor)
-        common = dict(node_type=node_type, norm_layer=norm_layer, flavor=flavor, bias=bias, dcn_impl=dcn_impl)
+        common = dict(node_type=node_type, norm_layer=norm_layer, flavor=flavor, bias=bias, node_kernel=node_kernel,
+                      dcn_impl=dcn_impl)
         chans, scales = list(in_channels), list(strides)
         self.idas = nn.ModuleList()
         for j in range(n - 2, -1, -1):
@@ -141,7 +144,7 @@ class DLAUp(nn.Module):
             chans[j + 1:] = [in_channels[j]] * (n - j - 1)
             scales[j + 1:] = [scales[j]] * (n - j - 1)
         self.ida_final: Optional[IDAUp] = None
-        if flavor == 'centernet' and n >= 3:
+        if (flavor == 'centernet' if final_ida is None else final_ida) and n >= 3:
             self.ida_final = IDAUp(in_channels[: n - 1], [s // strides[0] for s in strides[: n - 1]], in_channels[0],
                                    **common)
 

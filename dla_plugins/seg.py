@@ -31,13 +31,15 @@ class DLASeg(nn.Module):
         flavor: 'paper' or 'centernet' (see :class:`~dla_plugins.DLAUp`).
         bias: Conv bias of the DLA-Up 3x3 convs (None: the flavour's reference default).
         checkpoint_path: ImageNet weights for the backbone (when built here).
+        node_kernel: DLA-Up node kernel (3; 1 for CenterNet2's ``DLAUP``).
+        final_ida: The final IDA-Up stage (None: with flavor='centernet').
         dcn_impl: Kernel of deformable convs: 'auto', 'native' (pure PyTorch) or 'torchvision' (same state_dict).
     """
 
     def __init__(self, backbone: Union[str, DLA] = 'dla34', num_classes: int = 19, down_ratio: int = 4,
                  output_stride: int = 8, node_type: str = 'conv', norm_layer: Union[str, NormLayer, None] = None,
                  flavor: str = 'paper', checkpoint_path: Optional[str] = None, bias: Optional[bool] = None,
-                 dcn_impl: str = 'auto'):
+                 node_kernel: int = 3, final_ida: Optional[bool] = None, dcn_impl: str = 'auto'):
         super().__init__()
         if down_ratio not in DOWN_RATIOS:
             raise ValueError(f'down_ratio: must be one of {list(DOWN_RATIOS)}, got {down_ratio!r}')
@@ -55,7 +57,8 @@ class DLASeg(nn.Module):
         self.down_ratio = down_ratio
         info = backbone.feature_info[self.first_level:]
         self.neck = DLAUp([f['num_chs'] for f in info], [f['reduction'] for f in info], node_type=node_type,
-                          norm_layer=norm_layer, flavor=flavor, bias=bias, dcn_impl=dcn_impl)
+                          norm_layer=norm_layer, flavor=flavor, bias=bias, node_kernel=node_kernel, final_ida=final_ida,
+                          dcn_impl=dcn_impl)
         self.num_features = info[0]['num_chs']
         self.classifier = nn.Conv2d(self.num_features, num_classes, 1) if num_classes else nn.Identity()
         self.num_classes = num_classes

@@ -6,7 +6,7 @@ from mmseg.models.decode_heads.decode_head import BaseDecodeHead
 from mmseg.registry import MODELS
 
 from dla_plugins import DLAUp
-from dla_plugins.dla_up import NODE_TYPES
+from dla_plugins.dla_up import FLAVORS, NODE_TYPES
 
 from .backbone import norm_layer_from_cfg
 
@@ -27,13 +27,16 @@ class DLAUpHead(BaseDecodeHead):
             each must divide the next.
         channels: Width fed to ``conv_seg``; it is the width of the finest level, ``in_channels[0]`` (the default).
         node_type: 'conv' or 'dcn' (modulated deformable, torchvision) aggregation nodes.
+        flavor: 'paper' (ucbdrive's DLA-Up, the default) or 'centernet' (CenterNet's DLA-Up + final IDA-Up), see
+            :class:`dla_plugins.DLAUp`.
         norm_cfg: 'BN', 'SyncBN' or 'GN' norm config for DLA-Up (None: BN).
         **kwargs: :class:`BaseDecodeHead` arguments (``num_classes``, ``in_index``, ``dropout_ratio``,
             ``loss_decode``, ``align_corners``, ...). ``input_transform`` is always 'multiple_select'.
     """
 
     def __init__(self, in_channels: Sequence[int], strides: Sequence[int], channels: Optional[int] = None,
-                 node_type: str = 'conv', norm_cfg: Optional[Dict[str, Any]] = None, **kwargs: Any):
+                 node_type: str = 'conv', norm_cfg: Optional[Dict[str, Any]] = None, flavor: str = 'paper',
+                 **kwargs: Any):
         if not isinstance(in_channels, (list, tuple)) or len(in_channels) < 2:
             raise ValueError(f'in_channels: need the widths of >= 2 levels, got {in_channels!r}')
         if not isinstance(strides, (list, tuple)) or len(strides) != len(in_channels):
@@ -43,6 +46,8 @@ class DLAUpHead(BaseDecodeHead):
                              f'{in_channels[0]}; got {channels}')
         if node_type not in NODE_TYPES:
             raise ValueError(f'node_type: unknown aggregation node {node_type!r}; allowed: {list(NODE_TYPES)}')
+        if flavor not in FLAVORS:
+            raise ValueError(f'flavor: unknown DLA-Up flavour {flavor!r}; allowed: {list(FLAVORS)}')
         transform = kwargs.pop('input_transform', 'multiple_select')
         if transform != 'multiple_select':
             raise ValueError(f"input_transform: DLAUpHead needs 'multiple_select', got {transform!r}")
@@ -52,7 +57,7 @@ class DLAUpHead(BaseDecodeHead):
                          **kwargs)
         self.strides = list(strides)
         self.dla_up = DLAUp(list(in_channels), self.strides, node_type=node_type,
-                            norm_layer=norm_layer_from_cfg(norm_cfg))
+                            norm_layer=norm_layer_from_cfg(norm_cfg), flavor=flavor)
 
     def _check_strides(self, feats: List[torch.Tensor]) -> None:
         h0, s0 = feats[0].shape[-2], self.strides[0]

@@ -4,16 +4,24 @@
   ``backbone.ida_up.`` like CenterNet's, but each ``_DeformConv`` keeps detectron2's ``ModulatedDeformConv`` in
   ``conv`` (``weight``, ``bias``) and its offset/mask conv as a sibling ``offset`` (chunked like DCNv2's); norm
   ``actf.0``.
+- ``build_dlaup_backbone`` (dlafpn.py's DLAUP): the DLA under ``backbone.bottom_up.``, IDAs under
+  ``backbone.ida_<i>`` with 1x1 conv nodes (``conv.0``, ``conv.1``) and no final IDA-Up.
 - DLA-FPN builds: the DLA under ``backbone.bottom_up.``; BiFPN builds: under ``backbone.bottom_up.backbone.``.
 Everything else (FPN/BiFPN layers, ``proposal_generator``, ``roi_heads``) is not part of DLA.
 """
 from typing import Tuple
 
-__all__ = ['CENTERNET2_NECK_PARTS', 'BOTTOM_UP_PREFIXES']
+__all__ = ['CENTERNET2_NECK_PARTS', 'CENTERNET2_DLAUP_PARTS', 'BOTTOM_UP_PREFIXES']
 
 CENTERNET2_NECK_PARTS: Tuple[Tuple[str, str], ...] = (
     (r'conv\.(weight|bias)', r'conv:\1'),
     (r'offset\.(weight|bias)', r'conv:offset_mask.\1'),
     (r'actf\.0\.(.+)', r'norm:\1'),
+)
+# dlafpn.py's DLAUP (build_dlaup_backbone): IDAs directly under ``backbone.ida_<i>`` (no final IDA-Up), 'conv' nodes
+# and projections = Sequential(1x1 conv without bias, norm, ReLU) under ``conv``.
+CENTERNET2_DLAUP_PARTS: Tuple[Tuple[str, str], ...] = (
+    (r'conv\.0\.weight', 'conv:weight'),
+    (r'conv\.1\.(.+)', r'norm:\1'),
 )
 BOTTOM_UP_PREFIXES = {'backbone.bottom_up.': 'centernet2-fpn', 'backbone.bottom_up.backbone.': 'centernet2-bifpn'}

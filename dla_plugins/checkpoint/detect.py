@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 
 from .centernet import CENTERNET_NECK_PARTS, EXTRA_INPUT_CONV, family_of_heads
-from .centernet2 import BOTTOM_UP_PREFIXES, CENTERNET2_NECK_PARTS
+from .centernet2 import BOTTOM_UP_PREFIXES, CENTERNET2_DLAUP_PARTS, CENTERNET2_NECK_PARTS
 from .io import CheckpointError, StateDict
 from .mmdet3d import MMDET3D_NECK_PARTS, rename_backbone_key
 from .ucbdrive import PAPER_NECK_PARTS, is_deep_tree_project, ucbdrive_dlaseg_key
@@ -32,16 +32,17 @@ FAMILIES: Dict[str, str] = {
     'centertrack': 'CenterTrack pose_dla_dcn',
     'mmdet3d': 'mmdetection3d DLANet + DLANeck (SMOKE, MonoFlex)',
     'centernet2-dlaseg': 'CenterNet2 build_dla_backbone (DLASeg)',
-    'centernet2-fpn': 'CenterNet2 DLA-FPN (backbone.bottom_up)',
-    'centernet2-bifpn': 'CenterNet2 DLA-BiFPN (backbone.bottom_up.backbone)',
+    'centernet2-dlaup': 'CenterNet2 build_dlaup_backbone (DLAUP, 1x1 conv nodes)',
+    'centernet2-fpn': 'CenterNet2 DLA-FPN/BiFPN bottom-up (backbone.bottom_up.)',
+    'centernet2-bifpn': 'CenterNet2 fcos-BiFPN bottom-up (backbone.bottom_up.backbone.)',
 }
 # Where each family keeps the DLA (longest first, so nested prefixes win ties).
 _BACKBONE_PREFIXES = ('backbone.bottom_up.backbone.', 'backbone.bottom_up.', 'backbone.base.', 'backbone.', 'base.', '')
-_NECK = re.compile(r'^(|neck\.|backbone\.)(?:dla_up\.ida_\d+|ida_up)\.')
-_STAGE = re.compile(r'(?:dla_up\.ida_(\d+)|ida_up)\.(.+)$')
+_NECK = re.compile(r'^(|neck\.|backbone\.)(?:(?:dla_up\.)?ida_\d+|ida_up)\.')
+_STAGE = re.compile(r'(?:(?:dla_up\.)?ida_(\d+)|ida_up)\.(.+)$')
 _LEVEL = re.compile(r'(?:base_layer|level[0-5])\.')
 _NECK_PARTS = {'paper': PAPER_NECK_PARTS, 'centernet': CENTERNET_NECK_PARTS, 'mmdet3d': MMDET3D_NECK_PARTS,
-               'centernet2': CENTERNET2_NECK_PARTS}
+               'centernet2': CENTERNET2_NECK_PARTS, 'centernet2-dlaup': CENTERNET2_DLAUP_PARTS}
 # What a family's own keys look like (to name the closest layout of an unrecognised file).
 _SIGNATURES = {
     'timm': r'^(base_layer|level\d)\.', 'ucbdrive-dlaseg': r'^(base|dla_up|fc|up)\.',
@@ -81,13 +82,15 @@ class Layout:
         if self.neck_prefix is None:
             return {}
         norm = None if f'{self.backbone_prefix}base_layer.1.running_mean' in state else 'gn'
-        ida = re.compile(rf'{re.escape(self.neck_prefix)}dla_up\.ida_(\d+)\.')
+        ida = re.compile(rf'{re.escape(self.neck_prefix)}(?:dla_up\.)?ida_(\d+)\.')
         stages = {int(m.group(1)) for k in state if (m := ida.match(k))}
         neck = {k: v for k, v in state.items() if _NECK.match(k)}
         kwargs: Dict[str, Any] = dict(down_ratio=2 ** (5 - len(stages)), output_stride=32, norm_layer=norm,
                                       flavor='paper' if self.neck_style == 'paper' else 'centernet',
                                       node_type='dcn' if any('offset' in k for k in neck) else 'conv',
                                       num_classes=state['fc.0.weight'].shape[0] if 'fc.0.weight' in state else 0)
+        if self.neck_style == 'centernet2-dlaup':
+            kwargs.update(node_kernel=1, final_ida=False)
         if kwargs['flavor'] == 'centernet':
             kwargs['bias'] = any(re.search(r'(proj_\d+|node_\d+|projs\.\d+|nodes\.\d+)\.conv\.bias$', k) for k in neck)
         return kwargs
@@ -138,6 +141,8 @@ def detect_layout(state: Mapping[str, torch.Tensor]) -> Layout:
     neck = [k[len(q):] for k in keys if _NECK.match(k)]
     if any(re.match(r'dla_up\.ida_\d+\.projs\.', k) for k in neck):
         return Layout('mmdet3d', prefix, q, 'mmdet3d')
+    if any(re.search(r'(proj|node)_\d+\.conv\.0\.weight', k) for k in neck):
+        return Layout('centernet2-dlaup', prefix, q, 'centernet2-dlaup')
     if any(re.search(r'proj_\d+\.offset\.', k) for k in neck):
         return Layout('centernet2-dlaseg', prefix, q, 'centernet2')
     if any(re.search(r'(proj|node)_\d+\.actf\.', k) for k in neck):

@@ -113,8 +113,8 @@ def _cmd_gpu_check(args: argparse.Namespace) -> int:
     return 1 if any(s['status'] == 'fail' for s in res['steps']) else 0
 
 
-def infer_variant(state: Dict[str, torch.Tensor]) -> Tuple[str, int]:
-    """Find the one variant whose model accepts ``state`` (timm or ucbdrive layout); returns (variant, classes).
+def infer_variant(state: Dict[str, torch.Tensor], norm_layer: Optional[str] = None) -> Tuple[str, int]:
+    """Find the one variant whose backbone accepts ``state`` (any recognised layout); returns (variant, classes).
 
     Raises:
         CheckpointError: no variant or several variants match.
@@ -130,7 +130,8 @@ def infer_variant(state: Dict[str, torch.Tensor]) -> Tuple[str, int]:
         if stem is not None and tuple(stem.shape[:1]) != (v.channels[0],):
             continue
         with torch.device('meta'):  # shapes only: no memory, no weight init cost
-            model = create_dla(name, num_classes=classes, in_chans=int(stem.shape[1]) if stem is not None else 3)
+            model = create_dla(name, num_classes=classes, in_chans=int(stem.shape[1]) if stem is not None else 3,
+                               norm_layer=norm_layer)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter('ignore')  # copying into meta tensors is a (warned) no-op
@@ -144,49 +145,82 @@ def infer_variant(state: Dict[str, torch.Tensor]) -> Tuple[str, int]:
     return matches[0], classes
 
 
-def convert_checkpoint(src: str, dst: str, variant: Optional[str] = None, progress: bool = True) -> Dict[str, object]:
-    """Convert a ucbdrive or timm checkpoint (.pth/.pt/.bin/.safetensors) to our safetensors, verified strictly.
+TARGETS = ('core', 'detectron2', 'mmseg')
 
-    The result is re-read and loaded strictly into a fresh model, and every tensor is compared with the source.
+
+def convert_checkpoint(src: str, dst: str, variant: Optional[str] = None, progress: bool = True,
+                       to: str = 'core') -> Dict[str, object]:
+    """Convert a checkpoint of any recognised layout (.pth/.pt/.bin/.safetensors) for ``to``, verified strictly.
+
+    The layout (timm, ucbdrive classifier or DLASeg, CenterNet, FairMOT, CenterTrack, mmdetection3d, CenterNet2) is
+    recognised by rule and loaded strictly into our model of that network: a DLA, or the DLASeg its DLA-Up
+    describes. ``to='core'`` writes that model's state_dict as safetensors, re-reads it, loads it strictly into a
+    fresh model and compares every tensor; 'detectron2' and 'mmseg' write a .pth with the hosts' key names.
     """
     from safetensors.torch import save_file
     from tqdm.auto import tqdm
 
-    from ..checkpoint import CheckpointError, load_checkpoint, read_state_dict
+    from ..checkpoint import CheckpointError, detect_layout, load_checkpoint, read_state_dict
+    from ..checkpoint.hosts import to_host
     from ..factory import create_dla
+    from ..seg import DLASeg
 
-    if not dst.endswith('.safetensors'):
-        raise ValueError(f'DST: must end with .safetensors, got {dst!r}')
+    if to not in TARGETS:
+        raise ValueError(f'--to: unknown target {to!r}; allowed: {list(TARGETS)}')
+    ext = '.safetensors' if to == 'core' else '.pth'
+    if not dst.endswith(ext):
+        raise ValueError(f'DST: must end with {ext} for --to {to}, got {dst!r}')
     bar = tqdm(total=4, desc='convert', disable=not progress, leave=False)
     state = read_state_dict(src)
     bar.update()
+    seg_kwargs = detect_layout(state).model_kwargs(state)
     classes = int(state['fc.weight'].shape[0]) if 'fc.weight' in state else 0
     in_chans = int(state['base_layer.0.weight'].shape[1]) if 'base_layer.0.weight' in state else 3
     if variant is None:
-        variant, classes = infer_variant(state)
-    model = create_dla(variant, num_classes=classes, in_chans=in_chans)
+        variant, classes = infer_variant(state, seg_kwargs.get('norm_layer'))
+        if seg_kwargs:
+            classes = seg_kwargs['num_classes']
+
+    def build() -> torch.nn.Module:
+        if seg_kwargs:
+            return DLASeg(variant, **seg_kwargs)
+        return create_dla(variant, num_classes=classes, in_chans=in_chans)
+
+    model = build()
     report = load_checkpoint(model, state)
     bar.update()
     out = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
-    save_file(out, dst, metadata={'format': 'pt', 'variant': model.variant, 'source_layout': report.layout})
-    bar.update()
-    check = create_dla(variant, num_classes=classes, in_chans=in_chans)
-    load_checkpoint(check, read_state_dict(dst))
-    for k, v in check.state_dict().items():
-        if not torch.equal(v, out[k]):
-            raise CheckpointError(f'convert: {k} differs after the round trip')
+    if to == 'core':
+        save_file(out, dst, metadata={'format': 'pt', 'variant': variant, 'source_layout': report.layout,
+                                      'network': json.dumps(seg_kwargs)})
+        bar.update()
+        check = build()
+        load_checkpoint(check, read_state_dict(dst))
+        for k, v in check.state_dict().items():
+            if not torch.equal(v, out[k]):
+                raise CheckpointError(f'convert: {k} differs after the round trip')
+    else:
+        host = to_host(out, to)
+        torch.save({'model': host, '__author__': 'dla-plugins', 'matching_heuristics': False} if to == 'detectron2'
+                   else {'state_dict': host, 'meta': {'source_layout': report.layout, 'variant': variant}}, dst)
+        out = host
+        bar.update()
     bar.update()
     bar.close()
-    return dict(variant=model.variant, num_classes=classes, layout=report.layout, keys=len(out),
-                dropped_unused=report.dropped_unused)
+    return dict(variant=variant, num_classes=classes, layout=report.layout, description=report.description,
+                keys=len(out), dropped_unused=report.dropped_unused, skipped=report.skipped, network=seg_kwargs,
+                summary=report.summary())
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
-    info = convert_checkpoint(args.src, args.dst, args.variant, progress=not args.no_progress)
-    dropped = info['dropped_unused']
-    print(f"converted {args.src} ({info['layout']} layout) -> {args.dst}: {info['variant']}, "
-          f"{info['num_classes']} classes, {info['keys']} tensors, loads strictly"
-          + (f'; dropped {len(dropped)} unused ucbdrive project keys' if dropped else ''))
+    info = convert_checkpoint(args.src, args.dst, args.variant, progress=not args.no_progress, to=args.to)
+    network = info['network']
+    what = 'DLASeg(' + ', '.join(f'{k}={v!r}' for k, v in network.items()) + ')' if network else 'DLA'
+    print(f"converted {args.src} ({info['layout']} layout: {info['description']}) -> {args.dst} "
+          f"[{args.to}]: {info['variant']} {what}, {info['num_classes']} classes, {info['keys']} tensors, "
+          'loads strictly')
+    skipped = info['summary'].splitlines()[1:]
+    print('\n'.join(skipped) if skipped else 'skipped nothing')
     return 0
 
 
@@ -276,14 +310,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_bench_run_options(bd, 'bench_dcn')
     bd.set_defaults(func=_cmd_bench_dcn)
 
-    c = sub.add_parser('convert', help='ucbdrive/timm checkpoint -> our safetensors (verified strict load)',
-                       description='Convert a ucbdrive/dla or timm checkpoint to safetensors in our (= timm) layout. '
-                                   'The variant is inferred from key shapes unless --variant is given.')
+    c = sub.add_parser('convert', help='any recognised DLA checkpoint -> core safetensors or a host checkpoint',
+                       description='Convert a DLA checkpoint (timm, ucbdrive classifier or DLASeg, CenterNet, FairMOT, '
+                                   'CenterTrack, mmdetection3d, CenterNet2): the layout is recognised by rule and '
+                                   'printed with everything skipped (task heads, ...). The variant is inferred from '
+                                   'key shapes unless --variant is given.')
     c.add_argument('src', help='.pth/.pt/.bin/.safetensors checkpoint (loaded with weights_only=True)')
     c.add_argument('dst', help='output .safetensors')
     c.add_argument('--variant', default=None, choices=list_variants(), metavar='VARIANT',
                    help='one of: ' + ', '.join(list_variants()))
-    c.add_argument('--to', default='timm', choices=('timm', 'ours'), help='target layout (identical)')
+    c.add_argument('--to', default='core', choices=TARGETS,
+                   help='core: our safetensors (default); detectron2: MODEL.WEIGHTS .pth; mmseg: load_from .pth')
     c.add_argument('--no-progress', action='store_true')
     c.set_defaults(func=_cmd_convert)
 

@@ -10,20 +10,22 @@ import dla_plugins as dp
 from dla_plugins.checkpoint import CheckpointError, detect_layout, read_state_dict
 from tests.golden import fixture_names, load_manifest, load_outputs, make_input, tolerance, write_checkpoint
 
-# manifest family -> our layout name
+# fixture -> the layout we must recognise
 LAYOUTS = {
-    'ucbdrive_classifier': 'ucbdrive', 'ucbdrive_dlaseg': 'ucbdrive-dlaseg', 'centernet_pose_dla_dcn': 'centernet',
-    'centernet_dlav0': 'centernet-dlav0', 'centertrack_dla': 'centertrack', 'fairmot_pose_dla_conv': 'fairmot-conv',
-    'fairmot_pose_dla_dcn': 'fairmot', 'mmdet3d_dla': 'mmdet3d', 'mmdet3d_dlanet_dlaneck': 'mmdet3d',
-    'centernet2_dla_fpn': 'centernet2-fpn', 'centernet2_dla_bifpn': 'centernet2-bifpn',
-    'centernet2_dlaseg': 'centernet2-dlaseg',
+    'ucbdrive_dla34': 'ucbdrive', 'ucbdrive_dla102x': 'ucbdrive', 'ucbdrive_dlaseg_dla34': 'ucbdrive-dlaseg',
+    'centernet_dla34_dcn': 'centernet', 'centernet_dla34_v0': 'centernet-dlav0', 'centertrack_dla34_dcn': 'centertrack',
+    'fairmot_dla34_conv': 'fairmot-conv', 'fairmot_dla34_dcn': 'fairmot', 'mmdet3d_smoke_dla34': 'mmdet3d',
+    'mmdet3d_dla34_nodcn': 'mmdet3d', 'centernet2_dla_bifpn': 'centernet2-fpn',
+    'centernet2_dla_fcos_bifpn': 'centernet2-bifpn', 'centernet2_dlaseg': 'centernet2-dlaseg',
+    'centernet2_dlaup_conv': 'centernet2-dlaup',
 }
 FIXTURES = fixture_names()
-DENSE = [n for n in FIXTURES if load_manifest(n)['family'] != 'ucbdrive_classifier']
+DENSE = [n for n in FIXTURES if any(k.startswith('dla_up') or k == 'features' for k in load_manifest(n)['outputs'])]
 
 
 def arch_of(manifest: dict) -> str:
-    return re.search(r'dla\d+x?', manifest['name']).group(0)
+    m = re.search(r'dla\d+x?', manifest['name'])
+    return m.group(0) if m and m.group(0) != 'dla2' else 'dla34'
 
 
 def build_for(manifest: dict, path) -> torch.nn.Module:
@@ -59,27 +61,32 @@ def test_reference_checkpoint_loads_and_matches(name, tmp_path):
     path = write_checkpoint(manifest, str(tmp_path / 'ref.pth'))
     model = build_for(manifest, path).eval()
     report = dp.load_checkpoint(model, path)
-    assert report.layout == LAYOUTS[manifest['family']]
+    assert report.layout == LAYOUTS[name]
     state = read_state_dict(path)
     assert len(report.skipped) + len(model.state_dict()) >= len(state) - sum('num_batches' in k for k in state)
     x = make_input(manifest)
     deformable = any(isinstance(m, dp.ModulatedDeformConv2d) for m in model.modules())
     with torch.no_grad():
+        backbone = model if isinstance(model, dp.DLA) else model.backbone
+        outs = dict(zip([f'level{i}' for i in range(6)], backbone.forward_intermediates(x, intermediates_only=True)))
         if isinstance(model, dp.DLA):
-            outs = dict(zip([f'level{i}' for i in range(6)], model.forward_intermediates(x, intermediates_only=True)))
             if 'logits' in ref:
                 outs['logits'] = model(x)
         else:
             hook = stem_hook(model, state, manifest) if manifest['input'].get('extra') else None
-            outs = {'features': model.forward_features(x)}
+            pyramid = model.forward_pyramid(x)
             if hook is not None:
                 hook.remove()
+            outs['features'] = outs['dla2'] = pyramid[0]  # CenterNet2's DLASeg names its stride-4 output 'dla2'
+            outs.update({f'dla_up.{i}': p for i, p in enumerate(pyramid) if i or model.neck.ida_final is None})
+            outs.update({f'dlaup{model.first_level + i}': p for i, p in enumerate(pyramid)})  # CenterNet2's DLAUP
             if 'up.weight' in state:  # ucbdrive's frozen bilinear logits upsampling: skipped, applied here
                 f = model.down_ratio
                 outs['logits'] = F.conv_transpose2d(model.classifier(outs['features']), state['up.weight'], stride=f,
                                                     padding=f // 2, groups=model.num_classes)
     compared = [k for k in ref if k in outs]
-    assert 'features' in compared or 'level5' in compared
+    assert 'level5' in compared or 'features' in compared
+    assert not DENSE.count(name) or 'features' in compared or 'dla_up.1' in compared
     for k in compared:
         allowed, _ = tolerance(ref[k], deformable)
         diff = (outs[k] - ref[k]).abs().max().item()
@@ -106,11 +113,13 @@ def test_backbone_of_a_dense_checkpoint_loads_into_a_plain_dla(name, tmp_path):
     """create_dla(checkpoint_path=<a CenterNet-family file>) takes the backbone and lists the neck as skipped."""
     manifest = load_manifest(name)
     path = write_checkpoint(manifest, str(tmp_path / 'ref.pth'))
-    model = dp.create_dla('dla34', num_classes=0, checkpoint_path=path)
+    state = read_state_dict(path)
+    layout = detect_layout(state)
+    norm = layout.model_kwargs(state)['norm_layer']
+    model = dp.create_dla('dla34', num_classes=0, checkpoint_path=path, norm_layer=norm)
     report = dp.load_checkpoint(model, path)
     assert 'DLA-Up neck (the model has none)' in report.skipped.values()
-    state = read_state_dict(path)
-    p = detect_layout(state).backbone_prefix
+    p = layout.backbone_prefix
     assert torch.equal(model.state_dict()['level5.root.conv.weight'], state[p + 'level5.root.conv.weight'])
 
 

@@ -9,7 +9,8 @@ import torch.nn.functional as F
 
 import dla_plugins as dp
 from dla_plugins.checkpoint import CheckpointError
-from tests.helpers import randomize_bn, timm_reference, to_ucbdrive_layout
+from tests.golden import load_manifest, load_outputs, make_input, synth_state_dict, tolerance
+from tests.helpers import randomize_bn, timm_reference
 
 TIMM_VARIANTS = [v.name for v in dp.VARIANTS.values() if v.in_timm]
 PAPER_VARIANTS = [v.name for v in dp.VARIANTS.values() if v.paper_params]
@@ -59,22 +60,23 @@ def test_list_variants_is_the_table():
 
 @pytest.mark.parametrize('name', ['dla34', 'dla102x'])
 def test_ucbdrive_layout_converts_by_rule(name, tmp_path):
-    ref = randomize_bn(dp.create_dla(name)).eval()
-    ucb = to_ucbdrive_layout(ref.state_dict(), ref)
-    extra = sorted(set(ucb) - set(ref.state_dict()))
-    assert extra and all('.project.' in k for k in extra)
+    """ucbdrive's own classifier file (golden fixture from its dla.py): the unused project layers of deep trees are
+    dropped by rule, and the logits equal the reference's."""
+    manifest = load_manifest(f'ucbdrive_{name}')
+    ucb = synth_state_dict(manifest)
     torch.save(ucb, tmp_path / 'ucb.pth')
     ours = dp.create_dla(name).eval()
     report = dp.load_checkpoint(ours, tmp_path / 'ucb.pth')
+    extra = sorted(set(ucb) - set(ours.state_dict()))
+    assert extra and all('.project.' in k for k in extra)
     assert report.layout == 'ucbdrive' and sorted(report.dropped_unused) == extra
-    x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
-        torch.testing.assert_close(ours(x), ref(x), atol=0, rtol=0)
+        ref = load_outputs(f'ucbdrive_{name}')['logits']
+        assert (ours(make_input(manifest)) - ref).abs().max() <= tolerance(ref)[0]
 
 
 def test_ucbdrive_conversion_does_not_hide_other_mismatches():
-    ref = dp.create_dla('dla34')
-    ucb = to_ucbdrive_layout(ref.state_dict(), ref)
+    ucb = synth_state_dict(load_manifest('ucbdrive_dla34'))
     ucb['level9.bogus'] = torch.zeros(1)
     del ucb['level2.root.conv.weight']
     with pytest.raises(CheckpointError) as e:

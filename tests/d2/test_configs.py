@@ -5,7 +5,6 @@ from urllib.parse import urlparse
 
 import pytest
 import torch
-import torch.nn as nn
 from detectron2 import model_zoo
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import LazyConfig, get_cfg, instantiate
@@ -18,6 +17,7 @@ from d2_ext.convert import PREFIX_NECK, PREFIX_PLAIN, convert_to_d2
 from d2_ext.convert import main as convert_main
 from dla_plugins import create_dla
 from dla_plugins.checkpoint import is_ucbdrive_layout
+from tests.golden import load_manifest, synth_state_dict
 from tests.helpers import randomize_bn, timm_reference
 
 YAMLS = [n for n in d2_ext.list_config_files() if n.endswith('.yaml') and n[0].islower()]
@@ -93,20 +93,6 @@ def test_swap_backbone_of_stock_config(stock, lines):
     assert merged.MODEL.BACKBONE.NAME == 'build_dlap_fpn_backbone' and merged.INPUT.FORMAT == 'RGB'
 
 
-def _ucbdrive_state(model: nn.Module):
-    """timm-layout state_dict rewritten as ucbdrive/dla stores it: unused `project` conv+BN in trees of depth > 1
-    and no num_batches_tracked (pre-1.0 PyTorch)."""
-    state = {k: v for k, v in model.state_dict().items() if not k.endswith('num_batches_tracked')}
-    for name, mod in model.named_modules():
-        if getattr(mod, 'depth', 1) > 1:
-            cin, cout = mod.tree1.tree1.conv1.in_channels, mod.tree2.tree2.conv2.out_channels
-            state[f'{name}.project.0.weight'] = torch.randn(cout, cin, 1, 1)
-            for k, v in (('weight', torch.ones(cout)), ('bias', torch.zeros(cout)),
-                         ('running_mean', torch.zeros(cout)), ('running_var', torch.ones(cout))):
-                state[f'{name}.project.1.{k}'] = v
-    return state
-
-
 def _load_report(model, path):
     """What DetectionCheckpointer.load does, keeping its incompatible-keys report."""
     ckpt = DetectionCheckpointer(model)
@@ -120,12 +106,11 @@ def _load_report(model, path):
 @pytest.mark.parametrize('layout', ['timm', 'ucbdrive'])
 @pytest.mark.parametrize('config', ['faster_rcnn_dla34_fpn_1x.yaml', 'retinanet_dla34_up_1x.yaml'])
 def test_converted_imagenet_checkpoint_loads_without_missing_keys(tmp_path, layout, config):
-    ref = randomize_bn(timm_reference('dla34'))  # randomly initialised stand-in for ImageNet weights
-    state = ref.state_dict()
-    if layout == 'ucbdrive':
-        state = _ucbdrive_state(create_dla('dla34').eval())
-        state.update({k: v for k, v in ref.state_dict().items() if k in state})
+    if layout == 'ucbdrive':  # ucbdrive's own file layout (golden fixture from its dla.py)
+        state = synth_state_dict(load_manifest('ucbdrive_dla34'))
         assert is_ucbdrive_layout(state, create_dla('dla34'))
+    else:  # randomly initialised stand-in for timm's ImageNet weights
+        state = randomize_bn(timm_reference('dla34')).state_dict()
     src, dst = tmp_path / 'dla34_imagenet.pth', tmp_path / 'dla34_d2.pth'
     torch.save(state, src)
     convert_main([str(src), str(dst), '--arch', 'dla34'])
@@ -138,13 +123,14 @@ def test_converted_imagenet_checkpoint_loads_without_missing_keys(tmp_path, layo
     assert [k for k in report.missing_keys if k.startswith('backbone.bottom_up.')] == []
     assert report.unexpected_keys == [] and report.incorrect_shapes == []
     loaded = model.backbone.bottom_up.dla.state_dict()
-    for k, v in ref.state_dict().items():
+    for k, v in state.items():
         if k in loaded and not k.endswith('num_batches_tracked'):
             torch.testing.assert_close(loaded[k], v, msg=k)
     # and through the public path: MODEL.WEIGHTS + DetectionCheckpointer.load
     model2 = build_model(_yaml_cfg(config))
     DetectionCheckpointer(model2).load(str(dst))
-    torch.testing.assert_close(model2.backbone.bottom_up.dla.level5.tree1.conv1.weight, ref.level5.tree1.conv1.weight)
+    loaded2 = model2.backbone.bottom_up.dla
+    torch.testing.assert_close(loaded2.level5.tree1.conv1.weight, state['level5.tree1.conv1.weight'])
 
 
 def test_converter_plain_prefix_and_bad_checkpoint(tmp_path):

@@ -15,6 +15,7 @@ import mmseg_ext
 from dla_plugins import CheckpointError, DLASeg, create_dla
 from dla_plugins.layers import bilinear_upsample_init
 from mmseg_ext import get_config_file, list_config_files
+from tests.golden import load_manifest, synth_state_dict
 from tests.helpers import randomize_bn
 
 CONFIGS = [get_config_file(n) for n in list_config_files() if not n.startswith('_base_')]
@@ -231,24 +232,15 @@ def test_bad_arguments_name_the_argument():
         head(feats)
 
 
-def _ucbdrive_layout(model: nn.Module) -> dict:
-    """A ucbdrive/dla-style state_dict: unused `project` layers in deep trees, no num_batches_tracked buffers."""
-    state = {k: v for k, v in model.state_dict().items() if not k.endswith('num_batches_tracked')}
-    for name, tree in model.named_modules():
-        if getattr(tree, 'depth', 1) > 1 and name.count('.') == 0:
-            cin = tree.tree1.tree1.conv1.in_channels
-            cout = tree.tree2.tree2.conv2.out_channels
-            if cin != cout:
-                state[f'{name}.project.0.weight'] = torch.randn(cout, cin, 1, 1)
-                for suffix in ('weight', 'bias', 'running_mean', 'running_var'):
-                    state[f'{name}.project.1.{suffix}'] = torch.randn(cout)
-    return state
-
-
 @pytest.mark.parametrize('layout', ['timm', 'ucbdrive'])
 def test_pretrained_init_cfg_loads_strictly_and_drops_classifier(tmp_path, layout):
     src = randomize_bn(create_dla('dla34', num_classes=1000))
-    state = src.state_dict() if layout == 'timm' else _ucbdrive_layout(src)
+    if layout == 'ucbdrive':  # ucbdrive's own file layout (golden fixture from its dla.py)
+        state = synth_state_dict(load_manifest('ucbdrive_dla34'))
+        own = src.state_dict()
+        src.load_state_dict({k: v for k, v in state.items() if k in own})
+    else:
+        state = src.state_dict()
     assert ('level3.project.0.weight' in state) == (layout == 'ucbdrive')
     path = tmp_path / f'dla34_{layout}.pth'
     torch.save(state, path)

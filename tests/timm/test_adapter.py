@@ -9,7 +9,6 @@ import textwrap
 import pytest
 import timm
 import torch
-import torch.nn as nn
 from PIL import Image
 from timm.data import create_transform, resolve_model_data_config
 from timm.models._builder import _resolve_pretrained_source
@@ -17,7 +16,8 @@ from timm.optim import create_optimizer_v2
 from torchvision.transforms import functional as TF
 
 import timm_ext
-from dla_plugins import DLA, VARIANTS, HDATree
+from dla_plugins import DLA, VARIANTS
+from tests.golden import load_manifest, load_outputs, make_input, tolerance, write_checkpoint
 from tests.helpers import ROOT, randomize_bn, subprocess_env, timm_reference  # noqa: E402
 
 ENV = subprocess_env()
@@ -51,21 +51,6 @@ def _x(n=1, size=64, chans=3, seed=0):
     return torch.randn(n, chans, size, size, generator=torch.Generator().manual_seed(seed))
 
 
-def _ucbdrive_state_dict(model: DLA) -> dict:
-    """The state_dict ucbdrive/dla would hold for ``model``: an unused ``project`` in every deep tree whose widths
-    differ, and no BN ``num_batches_tracked`` (pre-1.0 PyTorch)."""
-    sd = {k: v.clone() for k, v in model.state_dict().items() if not k.endswith('num_batches_tracked')}
-    for name, mod in model.named_modules():
-        if isinstance(mod, HDATree) and mod.depth > 1:
-            leaf = mod
-            while leaf.depth > 1:
-                leaf = leaf.tree1
-            if isinstance(leaf.project, nn.Sequential):
-                conv, bn = leaf.project
-                sd[f'{name}.project.0.weight'] = torch.randn_like(conv.weight)
-                for k in ('weight', 'bias', 'running_mean', 'running_var'):
-                    sd[f'{name}.project.1.{k}'] = torch.rand_like(getattr(bn, k))
-    return sd
 
 
 # --- registration ---------------------------------------------------------------------------------------------------
@@ -181,24 +166,27 @@ def test_pretrained_loading_is_strict(tmp_path):
         timm.create_model('dla46_c', pretrained=True, pretrained_cfg_overlay=dict(file=str(path)))
 
 
-@pytest.mark.parametrize('name', ['dla34', 'dla46_c'])
+@pytest.mark.parametrize('name', ['dla34', 'dla102x'])
 def test_ucbdrive_checkpoint_loads_through_filter(name, tmp_path):
-    src = randomize_bn(timm.create_model(name), seed=1).eval()
-    ucb = _ucbdrive_state_dict(src)
-    assert any('.project.' in k and k.count('tree') == 0 for k in ucb)  # level-root projects exist
-    path = tmp_path / 'ucb.pth'
-    torch.save({'state_dict': ucb}, path)
-    x = _x()
-    model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=str(path))).eval()
+    """ucbdrive's own classifier file (golden fixture from its dla.py) through timm: logits equal the reference's."""
+    manifest = load_manifest(f'ucbdrive_{name}')
+    path = write_checkpoint(manifest, str(tmp_path / 'ucb.pth'))
+    assert any('.project.' in k and k.count('tree') == 0 for k in manifest_keys(manifest))  # level-root projects
+    x, ref = make_input(manifest), load_outputs(f'ucbdrive_{name}')['logits']
+    model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=path)).eval()
     with torch.no_grad():
-        torch.testing.assert_close(model(x), src(x), rtol=0, atol=0)
+        assert (model(x) - ref).abs().max() <= tolerance(ref)[0]
 
     fresh = timm.create_model(name).eval()
     with pytest.raises(RuntimeError, match='Unexpected key.*project'):
-        timm.models.load_checkpoint(fresh, str(path))  # plain strict load refuses the unused projects ...
-    timm.models.load_checkpoint(fresh, str(path), filter_fn=timm_ext.checkpoint_filter_fn)  # ... the filter converts
+        timm.models.load_checkpoint(fresh, path)  # plain strict load refuses the unused projects ...
+    timm.models.load_checkpoint(fresh, path, filter_fn=timm_ext.checkpoint_filter_fn)  # ... the filter converts
     with torch.no_grad():
-        torch.testing.assert_close(fresh(x), src(x), rtol=0, atol=0)
+        assert (fresh(x) - ref).abs().max() <= tolerance(ref)[0]
+
+
+def manifest_keys(manifest: dict) -> list:
+    return [k for k, _, _ in manifest['tensors']]
 
 
 def test_timm_load_checkpoint_roundtrip(tmp_path):

@@ -5,10 +5,13 @@ import sys
 
 import pytest
 import torch
+from safetensors import safe_open
 
-from dla_plugins import create_dla, load_checkpoint, read_state_dict
+from dla_plugins import DLASeg, create_dla, load_checkpoint, read_state_dict
+from dla_plugins.checkpoint import FAMILIES
 from dla_plugins.tools.cli import build_parser, main
-from tests.helpers import randomize_bn, subprocess_env, timm_reference, to_ucbdrive_layout
+from tests.golden import load_manifest, load_outputs, make_input, tolerance, write_checkpoint
+from tests.helpers import randomize_bn, subprocess_env, timm_reference
 
 
 def _subcommands():
@@ -55,21 +58,16 @@ def test_zoo_bad_variant(capsys):
     assert "unknown DLA variant 'dla7'" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize('layout', ['timm', 'ucbdrive'])
-def test_convert_round_trip(tmp_path, capsys, layout):
+def test_convert_round_trip_timm(tmp_path, capsys):
     theirs = randomize_bn(timm_reference('dla46_c', num_classes=10)).eval()
-    state = theirs.state_dict()
-    if layout == 'ucbdrive':
-        state = to_ucbdrive_layout(state, create_dla('dla46_c', num_classes=10))
-        assert 'level4.project.0.weight' in state  # unused by forward; convert must drop it
     src, dst = tmp_path / 'src.pth', tmp_path / 'out.safetensors'
-    torch.save({'state_dict': state}, src)
+    torch.save({'state_dict': theirs.state_dict()}, src)
     assert main(['convert', str(src), str(dst), '--no-progress']) == 0  # variant inferred from shapes
     out = capsys.readouterr().out
-    assert f'({layout} layout)' in out and 'dla46_c, 10 classes' in out and 'loads strictly' in out
-    converted = read_state_dict(dst)
+    assert '(timm layout: timm / dla-plugins DLA)' in out and 'dla46_c DLA, 10 classes' in out
+    assert 'loads strictly' in out and 'skipped nothing' in out
     ours = create_dla('dla46_c', num_classes=10)
-    load_checkpoint(ours, converted)
+    load_checkpoint(ours, read_state_dict(dst))
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(ours.eval()(x), theirs(x), rtol=0, atol=0)
@@ -80,13 +78,60 @@ def test_convert_round_trip(tmp_path, capsys, layout):
     assert 'level2.tree1.conv3.weight' in err  # dla46_c's bottleneck keys, named one by one
 
 
+@pytest.mark.parametrize('name,layout,skipped', [
+    ('ucbdrive_dla34', 'ucbdrive', 'unused project layer of a tree deeper than 1'),
+    ('ucbdrive_dlaseg_dla34', 'ucbdrive-dlaseg', 'frozen bilinear upsampling of the logits'),
+    ('centernet_dla34_dcn', 'centernet', 'not part of DLA (task head, FPN, ...): hm.0.weight'),
+])
+def test_convert_reference_checkpoints(tmp_path, capsys, name, layout, skipped):
+    """Reference files (golden fixtures): the CLI names the layout and what it skipped; the output loads strictly
+    and reproduces the reference."""
+    manifest = load_manifest(name)
+    src = write_checkpoint(manifest, str(tmp_path / 'ref.pth'))
+    dst = tmp_path / 'out.safetensors'
+    assert main(['convert', src, str(dst), '--no-progress']) == 0
+    out = capsys.readouterr().out
+    assert f'({layout} layout: {FAMILIES[layout]})' in out and skipped in out
+    ref = load_outputs(name)
+    x = make_input(manifest)
+    if 'features' in ref:
+        kwargs = json.loads(safe_open(str(dst), 'pt').metadata()['network'])
+        model = DLASeg('dla34', **kwargs).eval()
+        load_checkpoint(model, read_state_dict(dst))
+        with torch.no_grad():
+            got, want = model.forward_features(x), ref['features']
+    else:
+        model = create_dla('dla34').eval()
+        load_checkpoint(model, read_state_dict(dst))
+        with torch.no_grad():
+            got, want = model(x), ref['logits']
+    assert (got - want).abs().max() <= tolerance(want, deformable=True)[0]
+
+
+def test_convert_to_hosts(tmp_path, capsys):
+    src = write_checkpoint(load_manifest('ucbdrive_dlaseg_dla34'), str(tmp_path / 'ref.pth'))
+    assert main(['convert', src, str(tmp_path / 'd2.pth'), '--to', 'detectron2', '--no-progress']) == 0
+    assert main(['convert', src, str(tmp_path / 'mmseg.pth'), '--to', 'mmseg', '--no-progress']) == 0
+    assert '[mmseg]' in capsys.readouterr().out
+    d2 = torch.load(tmp_path / 'd2.pth', weights_only=True)['model']
+    mm = torch.load(tmp_path / 'mmseg.pth', weights_only=True)['state_dict']
+    assert 'backbone.bottom_up.dla.level5.root.conv.weight' in d2 and 'backbone.dla_up.idas.3.nodes.3.conv.weight' in d2
+    assert not [k for k in d2 if k.endswith('num_batches_tracked') or 'classifier' in k]
+    assert {'backbone.body.level5.root.conv.weight', 'decode_head.dla_up.idas.0.proj.1.0.weight',
+            'decode_head.conv_seg.weight'} <= set(mm)
+    assert main(['convert', src, str(tmp_path / 'x.safetensors'), '--to', 'mmseg', '--no-progress']) == 2
+    assert 'DST: must end with .pth for --to mmseg' in capsys.readouterr().err
+
+
 def test_convert_errors(tmp_path, capsys):
     bad = tmp_path / 'bad.pth'
     torch.save({'foo.weight': torch.zeros(3)}, bad)
     assert main(['convert', str(bad), str(tmp_path / 'o.safetensors'), '--no-progress']) == 2
-    assert 'no DLA variant match its keys and shapes; pass --variant' in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert 'checkpoint: unrecognised layout: no DLA (base_layer/level<i> keys) under any known prefix' in err
+    assert 'closest recognised layout: ' in err and '1 unmatched key(s):\n    foo.weight' in err
     assert main(['convert', str(bad), str(tmp_path / 'o.pth')]) == 2
-    assert "DST: must end with .safetensors, got" in capsys.readouterr().err
+    assert "DST: must end with .safetensors for --to core, got" in capsys.readouterr().err
 
 
 @pytest.mark.slow
