@@ -179,8 +179,11 @@ class DLAUpNeck(Backbone):
 
 
 # --- cfg builders (MODEL.DLAP, see d2_ext.config) ---------------------------------------------------------------
-def _bottom_up(cfg, input_shape: ShapeSpec) -> DLABackbone:
+def _bottom_up(cfg, input_shape: ShapeSpec, neck: Optional[str] = None) -> DLABackbone:
     d = cfg.MODEL.DLAP
+    if neck is not None and d.OUTPUT_STRIDE != 32:  # else detectron2's FPN only asserts on non-contiguous strides
+        raise ValueError(f'MODEL.DLAP.OUTPUT_STRIDE: {neck} needs 32 (16 and 8 dilate level5/level4, which then share '
+                         f'a stride), got {d.OUTPUT_STRIDE}')
     return DLABackbone(arch=d.ARCH, out_features=d.OUT_FEATURES, norm=d.NORM, freeze_at=d.FREEZE_AT,
                        output_stride=d.OUTPUT_STRIDE, grad_checkpointing=d.GRAD_CHECKPOINTING,
                        in_chans=input_shape.channels)
@@ -195,7 +198,7 @@ def build_dlap_backbone(cfg, input_shape: ShapeSpec) -> DLABackbone:
 @BACKBONE_REGISTRY.register()
 def build_dlap_fpn_backbone(cfg, input_shape: ShapeSpec) -> FPN:
     """DLA + detectron2's FPN over ``MODEL.DLAP.OUT_FEATURES`` + ``LastLevelMaxPool`` (Faster/Mask R-CNN)."""
-    bottom_up = _bottom_up(cfg, input_shape)
+    bottom_up = _bottom_up(cfg, input_shape, neck='the FPN')
     return FPN(bottom_up=bottom_up, in_features=cfg.MODEL.DLAP.OUT_FEATURES, out_channels=cfg.MODEL.FPN.OUT_CHANNELS,
                norm=cfg.MODEL.FPN.NORM, top_block=LastLevelMaxPool(), fuse_type=cfg.MODEL.FPN.FUSE_TYPE)
 
@@ -203,7 +206,7 @@ def build_dlap_fpn_backbone(cfg, input_shape: ShapeSpec) -> FPN:
 @BACKBONE_REGISTRY.register()
 def build_dlap_retinanet_fpn_backbone(cfg, input_shape: ShapeSpec) -> FPN:
     """DLA + detectron2's FPN + ``LastLevelP6P7`` fed by the coarsest DLA level (RetinaNet, p3-p7)."""
-    bottom_up = _bottom_up(cfg, input_shape)
+    bottom_up = _bottom_up(cfg, input_shape, neck='the FPN')
     last = cfg.MODEL.DLAP.OUT_FEATURES[-1]
     out_channels = cfg.MODEL.FPN.OUT_CHANNELS
     top = LastLevelP6P7(bottom_up.output_shape()[last].channels, out_channels, in_feature=last)
@@ -226,7 +229,7 @@ def _top_block(kind: str, channels: int, in_feature: str) -> Optional[nn.Module]
 @BACKBONE_REGISTRY.register()
 def build_dlap_up_backbone(cfg, input_shape: ShapeSpec) -> DLAUpNeck:
     """DLA + DLA-Up neck over ``MODEL.DLAP.OUT_FEATURES`` with ``MODEL.DLAP.NECK.*`` (top block on its last output)."""
-    bottom_up = _bottom_up(cfg, input_shape)
+    bottom_up = _bottom_up(cfg, input_shape, neck='the DLA-Up neck')
     n = cfg.MODEL.DLAP.NECK
     if n.FLAVOR not in FLAVORS:
         raise ValueError(f'MODEL.DLAP.NECK.FLAVOR: unknown DLA-Up flavour {n.FLAVOR!r}; allowed: {list(FLAVORS)}')

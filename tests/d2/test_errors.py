@@ -26,3 +26,41 @@ def test_corrupt_image_is_named(tmp_path):
     finally:
         DatasetCatalog.remove(name)
         MetadataCatalog.remove(name)
+
+
+@pytest.mark.parametrize('builder,key,value,message', [
+    ('build_dlap_backbone', 'ARCH', 'dla35', "variant: unknown DLA variant 'dla35'; valid variants are: dla34"),
+    ('build_dlap_backbone', 'OUT_FEATURES', ['res2'], "out_features: unknown level(s) ['res2']; allowed: ['level0',"),
+    ('build_dlap_backbone', 'NORM', 'LN', "norm: unknown norm 'LN'; allowed: ['FrozenBN', 'BN', 'SyncBN', "
+                                          "'naiveSyncBN', 'GN'] or a callable"),
+    ('build_dlap_backbone', 'FREEZE_AT', 6, 'freeze_at: must be an integer in 0..5, got 6'),
+    ('build_dlap_backbone', 'OUTPUT_STRIDE', 4, 'output_stride: must be 32, 16 or 8, got 4'),
+    ('build_dlap_fpn_backbone', 'OUTPUT_STRIDE', 16, 'MODEL.DLAP.OUTPUT_STRIDE: the FPN needs 32 (16 and 8 dilate '
+                                                     'level5/level4, which then share a stride), got 16'),
+    ('build_dlap_up_backbone', 'OUTPUT_STRIDE', 8, 'MODEL.DLAP.OUTPUT_STRIDE: the DLA-Up neck needs 32'),
+    ('build_dlap_up_backbone', 'NECK.NODE_TYPE', 'deform', "node_type: unknown aggregation node 'deform'; allowed: "
+                                                           "['conv', 'dcn']"),
+    ('build_dlap_up_backbone', 'NECK.NORM', 'LN', "norm: unknown norm 'LN'; allowed:"),
+    ('build_dlap_up_backbone', 'NECK.TOP_BLOCK', 'p8', "MODEL.DLAP.NECK.TOP_BLOCK: unknown top block 'p8'; allowed: "
+                                                       "['', 'maxpool', 'p6p7']"),
+    ('build_dlap_up_backbone', 'NECK.OUT_CHANNELS', -1, 'out_channels: must be an integer >= 0, got -1'),
+    ('build_dlap_up_backbone', 'OUT_FEATURES', ['level5'], "in_features: need >= 2 features of bottom_up; "
+                                                           "unknown: [], available: ['level5']"),
+])
+def test_bad_model_dlap_keys(builder, key, value, message):
+    """Every MODEL.DLAP key with a bad value fails when the backbone is built, naming the key's argument."""
+    from detectron2.config import get_cfg
+    from detectron2.modeling import build_backbone
+
+    from d2_ext.config import add_dlap_config
+
+    cfg = add_dlap_config(get_cfg())
+    cfg.MODEL.BACKBONE.NAME, cfg.MODEL.DLAP.ARCH = builder, 'dla46_c'
+    *path, last = key.split('.')
+    node = cfg.MODEL.DLAP
+    for part in path:
+        node = getattr(node, part)
+    setattr(node, last, value)
+    with pytest.raises(ValueError) as e:
+        build_backbone(cfg)
+    assert str(e.value).startswith(message)

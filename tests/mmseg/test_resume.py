@@ -39,6 +39,19 @@ def config(tmp_path_factory):
     return path
 
 
+def _poly_after(steps: int) -> tuple:
+    """(learning rate, scheduler step) of tiny_config's schedule (SGD lr 0.05, PolyLR power 0.9 to 0) after ``steps``
+    iterations, from mmengine's own PolyLR."""
+    from mmengine.optim.scheduler import PolyLR
+
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.05, momentum=0.9)
+    scheduler = PolyLR(optimizer, eta_min=0.0, power=0.9, begin=0, end=MAX_ITERS, by_epoch=False)
+    for _ in range(steps):
+        optimizer.step()
+        scheduler.step()
+    return optimizer.param_groups[0]['lr'], scheduler.last_step
+
+
 def _start(cfg: str, work: Path, *extra: str, **env: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, '-m', 'mmseg_ext.train', cfg, '--work-dir', str(work), *extra],
                             cwd=ROOT, env=_env(**env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -63,9 +76,9 @@ def test_killed_run_resumes_to_the_final_iteration(config, tmp_path):
     ckpt = read_checkpoint(work / f'iter_{MAX_ITERS}.pth')
     # what mmengine restores on resume: iteration, parameter schedulers, optimizer (hyper-parameters and momentum)
     assert ckpt['meta']['iter'] == MAX_ITERS
-    assert [s['last_step'] for s in ckpt['param_schedulers']] == [MAX_ITERS]
-    groups = ckpt['optimizer']['param_groups']
-    assert [g['lr'] for g in groups] == pytest.approx([0.0])  # PolyLR to eta_min=0 at the last iteration
+    lr, last_step = _poly_after(MAX_ITERS)
+    assert [s['last_step'] for s in ckpt['param_schedulers']] == [last_step]
+    assert [g['lr'] for g in ckpt['optimizer']['param_groups']] == pytest.approx([lr])
     params = [v for k, v in ckpt['state_dict'].items() if v.is_floating_point() and 'running_' not in k]
     assert sorted(s['momentum_buffer'].shape for s in ckpt['optimizer']['state'].values()) == \
         sorted(p.shape for p in params)
