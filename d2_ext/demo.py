@@ -14,8 +14,9 @@ from detectron2.config import CfgNode, get_cfg
 
 from dla_plugins.tools.synthetic import SHAPE_CLASSES
 
-from .config import add_dlap_config, get_config_file
+from .config import add_dlap_config
 from .data import register_shapes
+from .shipped_configs import get_config_file
 
 __all__ = ['shapes_cfg', 'train_shapes_detector', 'main']
 

@@ -2,7 +2,6 @@
 pointer resumes with ``--resume`` to the final iteration, with the iteration count, scheduler and optimizer state
 detectron2 promises; a non-finite loss stops the run (detectron2's ``FloatingPointError``) and leaves the
 checkpoints alone; non-finite weights are never saved."""
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +10,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from d2_ext.demo import CONFIG_DIR
+from d2_ext import get_config_file
 from d2_ext.train_net import AtomicCheckpointer
 from dla_plugins.checkpoint.io import SAVE_PAUSE_ENV, read_checkpoint
 from tests.helpers import ROOT, subprocess_env
@@ -24,7 +23,7 @@ MAX_ITER = 8
 def _cmd(out: Path, *extra: str) -> list:
     """RetinaNet on 8 synthetic 64 px images, dla46_c + a 32-channel FPN, a checkpoint every 2 iterations."""
     return [sys.executable, '-m', 'd2_ext.train_net', '--config-file',
-            os.path.join(CONFIG_DIR, 'retinanet_dla34_fpn_1x.yaml'), '--synthetic-shapes', '8', '--synthetic-size',
+            get_config_file('retinanet_dla34_fpn_1x.yaml'), '--synthetic-shapes', '8', '--synthetic-size',
             '64', *extra, 'OUTPUT_DIR', str(out), 'MODEL.DEVICE', 'cpu', 'MODEL.DLAP.ARCH', 'dla46_c',
             'MODEL.DLAP.NORM', 'BN', 'MODEL.DLAP.FREEZE_AT', '0', 'MODEL.FPN.OUT_CHANNELS', '32',
             'MODEL.RETINANET.NUM_CONVS', '1', 'INPUT.MIN_SIZE_TRAIN', '(64,)', 'INPUT.MAX_SIZE_TRAIN', '64',

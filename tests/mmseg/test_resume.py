@@ -1,7 +1,6 @@
 """``python -m mmseg_ext.train``: a run SIGKILLed while writing a checkpoint, and one whose ``last_checkpoint``
 pointer was torn, resume with ``--resume`` to the final iteration with the iteration, scheduler and optimizer state
 mmengine promises; a non-finite loss stops the run naming the iteration and the value, and keeps the checkpoints."""
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -116,7 +115,7 @@ def test_latest_checkpoint_and_resume_errors(tmp_path):
     from mmseg_ext.train import main
 
     with pytest.raises(FileNotFoundError, match=r"--resume: no such checkpoint 'nope\.pth'"):
-        main([os.path.join(ROOT, 'configs', 'mmseg', os.path.basename(CITYSCAPES_CONFIG)), '--resume', 'nope.pth',
+        main([CITYSCAPES_CONFIG, '--resume', 'nope.pth',
               '--work-dir', str(tmp_path)])
 
 
