@@ -1,5 +1,6 @@
-"""mmsegmentation adapter: registers the ``DLA`` backbone, the ``DLAUpHead`` decode head, ``CamVidDataset`` and the
-``DeviceAwareDDP`` wrapper in mmseg's registries, and allows mmengine's checkpoints under ``weights_only`` loading.
+"""mmsegmentation adapter: registers the ``DLA`` backbone, the ``DLAUpHead`` decode head, ``CamVidDataset``, the
+``DeviceAwareDDP`` wrapper and ``FiniteLossHook`` in mmseg's registries (and the ``dlap_atomic`` file backend), and
+allows mmengine's checkpoints under ``weights_only`` loading.
 
 Load it from a config with ``custom_imports = dict(imports=['mmseg_ext'], allow_failed_imports=False)``.
 """
@@ -17,10 +18,13 @@ allow_mmengine_checkpoints()
 
 from .backbone import DLA, norm_layer_from_cfg  # noqa: E402
 from .camvid import CAMVID_CLASSES, CAMVID_PALETTE, CamVidDataset  # noqa: E402
+from .checkpointing import FiniteLossHook  # noqa: E402  (also registers the 'dlap_atomic' file backend)
 from .dist import DeviceAwareDDP, adapt_config_for_cpu  # noqa: E402
 from .head import DLAUpHead  # noqa: E402
 
-REGISTERED = dict(MODELS=('DLA', 'DLAUpHead'), DATASETS=('CamVidDataset',), MODEL_WRAPPERS=('DeviceAwareDDP',))
+REGISTERED = dict(MODELS=('DLA', 'DLAUpHead'), DATASETS=('CamVidDataset',), MODEL_WRAPPERS=('DeviceAwareDDP',),
+                  HOOKS=('FiniteLossHook',))
 
-__all__ = ['DLA', 'DLAUpHead', 'CamVidDataset', 'DeviceAwareDDP', 'CAMVID_CLASSES', 'CAMVID_PALETTE', 'REGISTERED',
-           'MMENGINE_SAFE_GLOBALS', 'allow_mmengine_checkpoints', 'adapt_config_for_cpu', 'norm_layer_from_cfg']
+__all__ = ['DLA', 'DLAUpHead', 'CamVidDataset', 'DeviceAwareDDP', 'FiniteLossHook', 'CAMVID_CLASSES', 'CAMVID_PALETTE',
+           'REGISTERED', 'MMENGINE_SAFE_GLOBALS', 'allow_mmengine_checkpoints', 'adapt_config_for_cpu',
+           'norm_layer_from_cfg']
