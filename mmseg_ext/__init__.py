@@ -5,11 +5,12 @@ Load it from a config with ``custom_imports = dict(imports=['mmseg_ext'], allow_
 """
 from .shipped_configs import get_config_file, list_config_files  # pure Python: locating configs needs no host
 
-REGISTERED = dict(MODELS=('DLA', 'DLAUpHead'), DATASETS=('CamVidDataset',), MODEL_WRAPPERS=('DeviceAwareDDP',))
+REGISTERED = dict(MODELS=('DLA', 'DLAUpHead'), DATASETS=('CamVidDataset',), MODEL_WRAPPERS=('DeviceAwareDDP',),
+                  HOOKS=('FiniteLossHook',))
 
 __all__ = ['DLA', 'DLAUpHead', 'CamVidDataset', 'DeviceAwareDDP', 'CAMVID_CLASSES', 'CAMVID_PALETTE', 'REGISTERED',
            'MMENGINE_SAFE_GLOBALS', 'allow_mmengine_checkpoints', 'adapt_config_for_cpu', 'norm_layer_from_cfg',
-           'get_config_file', 'list_config_files']
+           'get_config_file', 'list_config_files', 'FiniteLossHook']
 
 _NOTE = ' (mmcv with its compiled ops: docs/install.md)'
 try:
@@ -27,6 +28,7 @@ else:
 
     from .backbone import DLA, norm_layer_from_cfg
     from .camvid import CAMVID_CLASSES, CAMVID_PALETTE, CamVidDataset
+    from .checkpointing import FiniteLossHook  # also registers the 'dlap_atomic' file backend
     from .dist import DeviceAwareDDP, adapt_config_for_cpu
     from .head import DLAUpHead
 

@@ -60,7 +60,7 @@ class FiniteLossHook(Hook):
         loss = (outputs or {}).get('loss')
         if loss is None:
             return
-        value = float(loss)
+        value = float(loss.detach() if hasattr(loss, 'detach') else loss)
         if value != value or value in (float('inf'), float('-inf')):
             last = latest_checkpoint(runner.work_dir)
             raise FloatingPointError(f'loss is {value} at iteration {runner.iter + 1}; stopped before saving, '

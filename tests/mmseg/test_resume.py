@@ -1,6 +1,7 @@
-"""``python -m mmseg_ext.train``: a run SIGKILLed while writing a checkpoint, and one whose ``last_checkpoint``
-pointer was torn, resume with ``--resume`` to the final iteration with the iteration, scheduler and optimizer state
-mmengine promises; a non-finite loss stops the run naming the iteration and the value, and keeps the checkpoints."""
+"""``python -m mmseg_ext.train``: a run SIGKILLed while writing a checkpoint, one killed mid-run, and one whose
+``last_checkpoint`` pointer was torn, resume with ``--resume`` to the final iteration with the iteration, scheduler
+and optimizer state mmengine promises; a non-finite loss stops the run naming the iteration and the value, and
+keeps the checkpoints."""
 import subprocess
 import sys
 from pathlib import Path
@@ -63,14 +64,18 @@ def test_killed_run_resumes_to_the_final_iteration(config, tmp_path):
     proc = _start(config, work, **{SAVE_PAUSE_ENV: '1'})
     _kill_when(proc, lambda: (work / 'iter_2.pth').is_file() and any(work.glob('.iter_4.pth.*.tmp')))
     assert not (work / 'iter_4.pth').exists() and read_checkpoint(work / 'iter_2.pth')['meta']['iter'] == 2
-    # kill 2 (its aftermath): mmengine rewrites last_checkpoint with a plain open('w'); a kill there leaves it empty
+    # kill 2: resumed, killed mid-run as soon as iter_4.pth exists
+    proc = _start(config, work, '--resume')
+    _kill_when(proc, lambda: (work / 'iter_4.pth').is_file())
+    assert read_checkpoint(work / 'iter_4.pth')['meta']['iter'] == 4
+    # kill 3 (its aftermath): mmengine rewrites last_checkpoint with a plain open('w'); a kill there leaves it empty
     (work / 'last_checkpoint').write_text('')
-    assert latest_checkpoint(str(work)) == str(work / 'iter_2.pth')
-    first = (work / 'iter_2.pth').stat().st_mtime_ns
+    assert latest_checkpoint(str(work)) == str(work / 'iter_4.pth')
+    first = (work / 'iter_4.pth').stat().st_mtime_ns
     final = subprocess.run([sys.executable, '-m', 'mmseg_ext.train', config, '--work-dir', str(work), '--resume'],
                            cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
     assert final.returncode == 0, final.stdout[-3000:] + final.stderr[-3000:]
-    assert (work / 'iter_2.pth').stat().st_mtime_ns == first  # resumed after iteration 2 (a fresh run rewrites it)
+    assert (work / 'iter_4.pth').stat().st_mtime_ns == first  # resumed after iteration 4 (a fresh run rewrites it)
     assert (work / 'last_checkpoint').read_text() == str(work / f'iter_{MAX_ITERS}.pth')
     ckpt = read_checkpoint(work / f'iter_{MAX_ITERS}.pth')
     # what mmengine restores on resume: iteration, parameter schedulers, optimizer (hyper-parameters and momentum)
