@@ -24,6 +24,7 @@ from typing import Optional, Tuple, Union
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 __all__ = ['deform_conv2d', 'ModulatedDeformConv2d', 'DCN_IMPLS', 'resolve_dcn_impl', 'check_dcn_impl']
 
@@ -58,14 +59,15 @@ def _pair(v: IntPair, name: str) -> Tuple[int, int]:
     return t
 
 
-def _bilinear(py: torch.Tensor, px: torch.Tensor, h: int, w: int) -> Tuple[torch.Tensor, torch.Tensor]:
+def _bilinear(py: torch.Tensor, px: torch.Tensor, h: int, w: int,
+              index_dtype: torch.dtype) -> Tuple[torch.Tensor, torch.Tensor]:
     """Pixel indices ``y * w + x`` and weights of the 4 bilinear corners (last dim); zero weight outside the image."""
     y0, x0 = py.floor(), px.floor()
     ly, lx = py - y0, px - x0
     ys, xs = torch.stack((y0, y0 + 1), -1), torch.stack((x0, x0 + 1), -1)
     wy = torch.stack((1 - ly, ly), -1) * ((ys >= 0) & (ys <= h - 1)).to(py.dtype)
     wx = torch.stack((1 - lx, lx), -1) * ((xs >= 0) & (xs <= w - 1)).to(px.dtype)
-    yi, xi = ys.clamp(0, h - 1).long(), xs.clamp(0, w - 1).long()
+    yi, xi = ys.clamp(0, h - 1).to(index_dtype), xs.clamp(0, w - 1).to(index_dtype)
     idx = (yi.unsqueeze(-1) * w + xi.unsqueeze(-2)).flatten(-2)
     return idx, (wy.unsqueeze(-1) * wx.unsqueeze(-2)).flatten(-2)
 
@@ -92,19 +94,20 @@ class _WeightedGather(torch.autograd.Function):
         grad = grad.contiguous()
         b, j = rows.shape
         flat = rows.reshape(-1)
-        g_table = g_weights = None
+        n_rows, g_table, g_weights = table.shape[0], None, None
+        if ctx.needs_input_grad[2]:
+            offsets = torch.arange(0, b * j, j, device=flat.device, dtype=flat.dtype)
+            bag_of = torch.div(torch.arange(b * j, device=flat.device, dtype=flat.dtype), j, rounding_mode='floor')
+            g_weights = torch.ops.aten._embedding_bag_per_sample_weights_backward(
+                grad, table, flat, offsets, bag_of, 0, -1).view(b, j)  # mode 0: sum
+        del table  # not needed below: freed before the table-sized gradient is allocated
         if ctx.needs_input_grad[0]:
-            idx = flat.int() if table.shape[0] < 2 ** 31 else flat
+            idx = flat.int() if n_rows < 2 ** 31 else flat
             ordered, order = idx.sort()
-            starts = torch.searchsorted(ordered, torch.arange(table.shape[0], device=idx.device, dtype=idx.dtype))
+            starts = torch.searchsorted(ordered, torch.arange(n_rows, device=idx.device, dtype=idx.dtype))
             bags = torch.div(order, j, rounding_mode='floor').to(idx.dtype)
             g_table = F.embedding_bag(bags, grad, starts.to(idx.dtype), per_sample_weights=weights.reshape(-1)[order],
                                       mode='sum')
-        if ctx.needs_input_grad[2]:
-            offsets = torch.arange(0, b * j, j, device=flat.device)
-            bag_of = torch.div(torch.arange(b * j, device=flat.device), j, rounding_mode='floor')
-            g_weights = torch.ops.aten._embedding_bag_per_sample_weights_backward(
-                grad, table, flat, offsets, bag_of, 0, -1).view(b, j)  # mode 0: sum
         return g_table, None, g_weights
 
 
@@ -135,6 +138,48 @@ def _transform_first(h: int, w: int, ho: int, wo: int, cin: int, cout: int, og: 
     return tf <= sf
 
 
+def _sample_points(offset: torch.Tensor, mask: Optional[torch.Tensor], h: int, w: int, kh: int, kw: int,
+                   stride: Tuple[int, int], padding: Tuple[int, int], dilation: Tuple[int, int],
+                   transform_first: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Rows and weights (bilinear x mask, fp32) of the weighted gather, in the table layout of either order.
+
+    Transform first: one bag per output pixel over (offset group, kernel point, corner), rows of ``Y`` ordered
+    (image, group, pixel, kernel point). Sample first: one bag of 4 corners per (output pixel, group, kernel point),
+    rows of ``x`` ordered (image, group, pixel).
+    """
+    n, ho, wo = offset.shape[0], offset.shape[2], offset.shape[3]
+    k = kh * kw
+    og = offset.shape[1] // (2 * k)
+    dev = offset.device
+    off = offset.float().reshape(n, og, k, 2, ho, wo)  # positions in fp32, whatever the input dtype
+    ky = (torch.arange(kh, device=dev, dtype=torch.float32) * dilation[0]).repeat_interleave(kw)
+    kx = (torch.arange(kw, device=dev, dtype=torch.float32) * dilation[1]).repeat(kh)
+    by = torch.arange(ho, device=dev, dtype=torch.float32) * stride[0] - padding[0]
+    bx = torch.arange(wo, device=dev, dtype=torch.float32) * stride[1] - padding[1]
+    py = off[:, :, :, 0] + (ky.view(k, 1, 1) + by.view(1, ho, 1))
+    px = off[:, :, :, 1] + (kx.view(k, 1, 1) + bx.view(1, 1, wo))
+    index_dtype = torch.int32 if n * og * h * w * k < 2 ** 31 else torch.int64
+    idx, wts = _bilinear(py, px, h, w, index_dtype)  # (n, og, k, ho, wo, 4)
+    if mask is not None:
+        wts = wts * mask.float().reshape(n, og, k, ho, wo, 1)
+    image = (torch.arange(n, device=dev, dtype=index_dtype).view(n, 1) * og
+             + torch.arange(og, device=dev, dtype=index_dtype).view(1, og)) * (h * w)
+    idx = idx + image.view(n, og, 1, 1, 1, 1)
+    if transform_first:
+        idx = idx * k + torch.arange(k, device=dev, dtype=index_dtype).view(1, 1, k, 1, 1, 1)
+    bag = (n * ho * wo, og * k * 4) if transform_first else (n * ho * wo * og * k, 4)
+    return idx.permute(0, 3, 4, 1, 2, 5).reshape(bag), wts.permute(0, 3, 4, 1, 2, 5).reshape(bag)
+
+
+def _transform_then_gather(x_pix: torch.Tensor, w_k: torch.Tensor, offset: torch.Tensor, mask: Optional[torch.Tensor],
+                           h: int, w: int, kh: int, kw: int, stride: Tuple[int, int], padding: Tuple[int, int],
+                           dilation: Tuple[int, int], plain: bool) -> torch.Tensor:
+    """``Y = x W_k`` for every kernel point (one GEMM), then the weighted gather-sum of ``Y`` rows per output pixel."""
+    rows, wts = _sample_points(offset, mask, h, w, kh, kw, stride, padding, dilation, True)
+    y = torch.matmul(x_pix, w_k)  # (n, og, h*w, k*cout)
+    return _weighted_gather(y.reshape(-1, w_k.shape[-1] // (kh * kw)), rows, wts, plain)
+
+
 def _deform_conv2d_native(x: torch.Tensor, offset: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
                           mask: Optional[torch.Tensor], stride: Tuple[int, int], padding: Tuple[int, int],
                           dilation: Tuple[int, int], plain: bool = False) -> torch.Tensor:
@@ -144,31 +189,20 @@ def _deform_conv2d_native(x: torch.Tensor, offset: torch.Tensor, weight: torch.T
     og = offset.shape[1] // (2 * k)
     cg = cin // og
     ho, wo = offset.shape[2], offset.shape[3]
-    dev = offset.device
-    # sampling positions in fp32: (n, og, k, ho, wo)
-    off = offset.float().reshape(n, og, k, 2, ho, wo)
-    ky = (torch.arange(kh, device=dev, dtype=torch.float32) * dilation[0]).repeat_interleave(kw)
-    kx = (torch.arange(kw, device=dev, dtype=torch.float32) * dilation[1]).repeat(kh)
-    by = torch.arange(ho, device=dev, dtype=torch.float32) * stride[0] - padding[0]
-    bx = torch.arange(wo, device=dev, dtype=torch.float32) * stride[1] - padding[1]
-    py = off[:, :, :, 0] + (ky.view(k, 1, 1) + by.view(1, ho, 1))
-    px = off[:, :, :, 1] + (kx.view(k, 1, 1) + bx.view(1, 1, wo))
-    idx, wts = _bilinear(py, px, h, w)
-    if mask is not None:
-        wts = wts * mask.float().reshape(n, og, k, ho, wo, 1)
-    image = (torch.arange(n, device=dev).view(n, 1) * og + torch.arange(og, device=dev).view(1, og)) * (h * w)
-    idx = idx + image.view(n, og, 1, 1, 1, 1)  # row of (image, offset group, pixel) in a (n*og*h*w, ...) table
     wfull = _dense_weight(weight, cin // cin_g).reshape(cout, og, cg, k)
     x_pix = x.permute(0, 2, 3, 1).reshape(n, h * w, og, cg).transpose(1, 2)  # (n, og, hw, cg): a view if NHWC
     if _transform_first(h, w, ho, wo, cin, cout, og):
-        y = torch.matmul(x_pix, wfull.permute(1, 2, 3, 0).reshape(og, cg, k * cout))  # (n, og, hw, k*cout)
-        rows = idx * k + torch.arange(k, device=dev).view(1, 1, k, 1, 1, 1)
-        rows = rows.permute(0, 3, 4, 1, 2, 5).reshape(n * ho * wo, og * k * 4)
-        wts = wts.permute(0, 3, 4, 1, 2, 5).reshape(n * ho * wo, og * k * 4)
-        out = _weighted_gather(y.reshape(n * og * h * w * k, cout), rows, wts, plain)
+        args = (x_pix, wfull.permute(1, 2, 3, 0).reshape(og, cg, k * cout), offset, mask, h, w, kh, kw, stride,
+                padding, dilation, plain)
+        if not plain and torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad) \
+                and not (torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.compiler.is_exporting()):
+            # training, eager: Y and the sampling weights are recomputed in backward rather than kept, so peak memory
+            # stays at torchvision's (one extra GEMM per backward); compiled graphs leave this to the partitioner
+            out = checkpoint(_transform_then_gather, *args, use_reentrant=False)
+        else:
+            out = _transform_then_gather(*args)
     else:
-        rows = idx.permute(0, 3, 4, 1, 2, 5).reshape(n * ho * wo * og * k, 4)
-        wts = wts.permute(0, 3, 4, 1, 2, 5).reshape(n * ho * wo * og * k, 4)
+        rows, wts = _sample_points(offset, mask, h, w, kh, kw, stride, padding, dilation, False)
         cols = _weighted_gather(x_pix.reshape(n * og * h * w, cg), rows, wts, plain)
         out = torch.matmul(cols.reshape(n * ho * wo, og * k * cg), wfull.permute(1, 3, 2, 0).reshape(-1, cout))
     out = out.reshape(n, ho, wo, cout).permute(0, 3, 1, 2)  # channels_last strides
