@@ -52,7 +52,7 @@ class DLASeg(nn.Module):
             from .checkpoint import detect_layout, read_state_dict
 
             state = read_state_dict(checkpoint_path)
-            whole = detect_layout(state).neck_prefix is not None
+            whole = detect_layout(state).neck_prefix is not None or any(k.startswith('neck.') for k in state)
             if not whole and isinstance(backbone, str):
                 state = None  # backbone weights: create_dla loads them
             else:

@@ -162,3 +162,8 @@ def test_dlaseg_checkpoint_path_loads_the_whole_network(tmp_path):
         assert (model.forward_features(make_input(manifest)) - ref).abs().max() <= tolerance(ref, True)[0]
     with pytest.raises(CheckpointError, match='checkpoint does not match DLASeg'):
         dp.DLASeg('dla34', num_classes=0, output_stride=32, checkpoint_path=path)  # paper flavour: never partial
+    ours = tmp_path / 'ours.pth'  # our own DLASeg state_dict loads back the same way
+    torch.save(model.state_dict(), ours)
+    again = dp.DLASeg('dla34', num_classes=0, output_stride=32, flavor='centernet', node_type='dcn',
+                      checkpoint_path=str(ours))
+    assert all(torch.equal(v, again.state_dict()[k]) for k, v in model.state_dict().items())
