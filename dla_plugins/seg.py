@@ -30,7 +30,10 @@ class DLASeg(nn.Module):
         norm_layer: Norm for the backbone (when built here) and DLA-Up.
         flavor: 'paper' or 'centernet' (see :class:`~dla_plugins.DLAUp`).
         bias: Conv bias of the DLA-Up 3x3 convs (None: the flavour's reference default).
-        checkpoint_path: ImageNet weights for the backbone (when built here).
+        checkpoint_path: A checkpoint of any recognised layout (see :func:`~dla_plugins.load_checkpoint`): one with a
+            DLA-Up (CenterNet, mmdetection3d, ucbdrive DLASeg, ...) loads into the whole network (build it with the
+            checkpoint's ``model_kwargs``; a classifier of another size is left freshly initialised), a classifier
+            or backbone checkpoint into the backbone (when built here).
         node_kernel: DLA-Up node kernel (3; 1 for CenterNet2's ``DLAUP``).
         final_ida: The final IDA-Up stage (None: with flavor='centernet').
         dcn_impl: Kernel of deformable convs: 'auto', 'native' (pure PyTorch) or 'torchvision' (same state_dict).
@@ -45,6 +48,16 @@ class DLASeg(nn.Module):
             raise ValueError(f'down_ratio: must be one of {list(DOWN_RATIOS)}, got {down_ratio!r}')
         if not isinstance(num_classes, int) or num_classes < 0:
             raise ValueError(f'num_classes: must be an integer >= 0, got {num_classes!r}')
+        state = None
+        if checkpoint_path is not None:
+            from .checkpoint import detect_layout, read_state_dict
+
+            state = read_state_dict(checkpoint_path)
+            whole = detect_layout(state).neck_prefix is not None or any(k.startswith('neck.') for k in state)
+            if not whole and isinstance(backbone, str):
+                state = None  # backbone weights: create_dla loads them
+            else:
+                checkpoint_path = None
         if isinstance(backbone, str):
             from .factory import create_dla
 
@@ -62,6 +75,14 @@ class DLASeg(nn.Module):
         self.num_features = info[0]['num_chs']
         self.classifier = nn.Conv2d(self.num_features, num_classes, 1) if num_classes else nn.Identity()
         self.num_classes = num_classes
+        if state is not None:
+            from .checkpoint import load_checkpoint
+
+            ckpt_classes = state['fc.0.weight'].shape[0] if 'fc.0.weight' in state else num_classes
+            if whole:
+                load_checkpoint(self, state, drop_classifier=bool(num_classes) and ckpt_classes != num_classes)
+            else:
+                load_checkpoint(self.backbone, state, drop_classifier=True)
 
     def forward_pyramid(self, x: torch.Tensor) -> List[torch.Tensor]:
         """DLA-Up outputs, finest first (entry 0 is :meth:`forward_features`)."""

@@ -33,7 +33,7 @@ FAMILIES: Dict[str, str] = {
     'mmdet3d': 'mmdetection3d DLANet + DLANeck (SMOKE, MonoFlex)',
     'centernet2-dlaseg': 'CenterNet2 build_dla_backbone (DLASeg)',
     'centernet2-dlaup': 'CenterNet2 build_dlaup_backbone (DLAUP, 1x1 conv nodes)',
-    'centernet2-fpn': 'CenterNet2 DLA-FPN/BiFPN bottom-up (backbone.bottom_up.)',
+    'centernet2-fpn': 'CenterNet2 DLA-FPN/BiFPN bottom-up (backbone.bottom_up.; also omni3d Cube R-CNN)',
     'centernet2-bifpn': 'CenterNet2 fcos-BiFPN bottom-up (backbone.bottom_up.backbone.)',
 }
 # Where each family keeps the DLA (longest first, so nested prefixes win ties).

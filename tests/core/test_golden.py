@@ -150,3 +150,20 @@ def test_wrong_model_for_a_recognised_layout_lists_every_key(tmp_path):
                           "bias=True)):")
     assert 'neck.idas.0.proj.1.0.offset_mask.weight' in msg and 'neck.idas.0.nodes.0.conv.weight' in msg
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+
+
+def test_dlaseg_checkpoint_path_loads_the_whole_network(tmp_path):
+    manifest = load_manifest('centernet_dla34_dcn')
+    path = write_checkpoint(manifest, str(tmp_path / 'ref.pth'))
+    model = dp.DLASeg('dla34', num_classes=0, output_stride=32, flavor='centernet', node_type='dcn',
+                      checkpoint_path=path).eval()
+    ref = load_outputs('centernet_dla34_dcn')['features']
+    with torch.no_grad():
+        assert (model.forward_features(make_input(manifest)) - ref).abs().max() <= tolerance(ref, True)[0]
+    with pytest.raises(CheckpointError, match='checkpoint does not match DLASeg'):
+        dp.DLASeg('dla34', num_classes=0, output_stride=32, checkpoint_path=path)  # paper flavour: never partial
+    ours = tmp_path / 'ours.pth'  # our own DLASeg state_dict loads back the same way
+    torch.save(model.state_dict(), ours)
+    again = dp.DLASeg('dla34', num_classes=0, output_stride=32, flavor='centernet', node_type='dcn',
+                      checkpoint_path=str(ours))
+    assert all(torch.equal(v, again.state_dict()[k]) for k, v in model.state_dict().items())

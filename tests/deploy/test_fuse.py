@@ -46,9 +46,10 @@ def test_fused_matches_timm_and_contiguous_format():
         torch.testing.assert_close(fused(x), theirs(x), atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize('flavor', ['paper', 'centernet'])
 @pytest.mark.parametrize('node_type', ['conv', 'dcn'])
-def test_fused_dlaseg(node_type):
-    seg = randomize_bn(DLASeg('dla46_c', num_classes=3, node_type=node_type)).eval()
+def test_fused_dlaseg(node_type, flavor):
+    seg = randomize_bn(DLASeg('dla46_c', num_classes=3, node_type=node_type, flavor=flavor)).eval()
     with torch.no_grad():
         for m in seg.modules():  # non-zero offsets, so the deformable path is really exercised
             if hasattr(m, 'offset_mask'):

@@ -54,3 +54,25 @@ def test_init_cfg_takes_the_backbone_of_a_dlaseg_checkpoint(tmp_path):
     model.backbone.init_weights()
     state = read_state_dict(src)
     assert torch.equal(model.backbone.body.level5.root.conv.weight, state['base.level5.root.conv.weight'])
+
+
+def test_mmcv_modulated_deform_conv_matches_ours_under_the_conversion_rule():
+    """The golden fixtures ran DCNv2/mmcv/detectron2 through a torchvision stand-in; this checks the real mmcv op
+    (CPU build): mmdetection3d's ``conv.conv_offset`` -> our ``offset_mask`` with no channel reordering."""
+    from mmcv.ops import ModulatedDeformConv2dPack
+
+    from dla_plugins import ModulatedDeformConv2d
+
+    torch.manual_seed(0)
+    theirs = ModulatedDeformConv2dPack(8, 6, 3, padding=1, bias=True).eval()
+    with torch.no_grad():
+        theirs.conv_offset.weight.normal_(0, 0.3)  # non-zero offsets and masks
+        theirs.conv_offset.bias.normal_(0, 0.5)
+        theirs.bias.normal_()
+    ours = ModulatedDeformConv2d(8, 6, 3, padding=1, bias=True).eval()
+    ours.load_state_dict({'weight': theirs.weight, 'bias': theirs.bias, 'offset_mask.weight': theirs.conv_offset.weight,
+                          'offset_mask.bias': theirs.conv_offset.bias})
+    x = torch.randn(2, 8, 11, 13)
+    with torch.no_grad():
+        ref = theirs(x)
+        assert (ours(x) - ref).abs().max().item() <= tolerance(ref, deformable=True)[0]
