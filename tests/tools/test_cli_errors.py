@@ -42,8 +42,8 @@ def test_convert_wrong_variant_and_destination(files, tmp_path, capsys):
                           '  6 missing key(s):\n    level3.tree1.project.0.weight\n')
     assert '  72 unexpected key(s):\n' in err and '  156 mis-shaped key(s):\n' in err
     assert main(['convert', str(files / 'dla46_c.pth'), str(tmp_path / 'o.pth')]) == 2
-    assert capsys.readouterr().err == "dla-plugins convert: error: DST: must end with .safetensors, got " \
-                                      f"{str(tmp_path / 'o.pth')!r}\n"
+    assert capsys.readouterr().err == ("dla-plugins convert: error: DST: must end with .safetensors for --to core, "
+                                       f"got {str(tmp_path / 'o.pth')!r}\n")
 
 
 def test_timm_train_missing_data_root(tmp_path):
