@@ -17,7 +17,7 @@ from dla_plugins.deploy.fuse import optimize_for_inference
 
 
 def _check(name: str, model: torch.nn.Module, x: torch.Tensor, backend: str, train: bool) -> str:
-    torch._dynamo.reset()
+    torch.compiler.reset()
     model.train(train)
     t0 = time.time()
     compiled = torch.compile(model, fullgraph=True, backend=backend)

@@ -341,7 +341,7 @@ def _bench_one(name, mode, dtype, ours, theirs, x, y, formats, compile, rounds, 
     if compile:
         # Fresh Dynamo caches per (variant, mode): otherwise the variants' forwards share one code object's cache, the
         # later ones are recompiled with dynamic shapes, and past the recompile limit they silently run eagerly.
-        torch._dynamo.reset()
+        torch.compiler.reset()
     xs = {f: x.contiguous(memory_format=FORMATS[f]) for f in formats}
     for f in formats:
         for side, base in (('ours', ours), ('timm', theirs)):

@@ -152,7 +152,7 @@ def _run_entry(args: List[str], log_path: str, device: str, timeout: float = 360
 def _release_gpu_memory() -> None:
     """Give this process's cached GPU blocks back, so the subprocesses that follow can use (and measure) them."""
     if torch.cuda.is_initialized():
-        torch._dynamo.reset()  # compiled graphs may hold on to models
+        torch.compiler.reset()  # compiled graphs may hold on to models
         gc.collect()
         torch.cuda.empty_cache()
 

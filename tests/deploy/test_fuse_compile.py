@@ -10,7 +10,7 @@ from dla_plugins.deploy.fuse import optimize_for_inference
 
 @pytest.mark.slow
 def test_compile_fullgraph_classifier_and_fused():
-    torch._dynamo.reset()
+    torch.compiler.reset()
     model = create_dla('dla46_c', num_classes=5).eval()
     x = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
@@ -23,7 +23,7 @@ def test_compile_fullgraph_classifier_and_fused():
 
 @pytest.mark.slow
 def test_compile_fullgraph_seg_aot():
-    torch._dynamo.reset()
+    torch.compiler.reset()
     seg = DLASeg('dla46_c', num_classes=3).eval()
     x = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
