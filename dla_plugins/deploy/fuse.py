@@ -23,6 +23,8 @@ _FOLDABLE = (nn.BatchNorm2d, nn.SyncBatchNorm, FrozenBatchNorm2d)
 
 
 def _mkldnn_ops_available() -> bool:
+    # conv + bias + ReLU (+ add) as one oneDNN primitive exists only as the private mkldnn._convolution_pointwise
+    # op (what inductor itself emits); FusedConv alone uses it, and a torch without it falls back to plain ops.
     return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, '_convolution_pointwise')
 
 
