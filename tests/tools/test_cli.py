@@ -16,7 +16,7 @@ def _subcommands():
 
 
 def test_help_everywhere(capsys):
-    assert _subcommands() == ['bench', 'convert', 'demo', 'export', 'zoo']
+    assert _subcommands() == ['bench', 'bench-dcn', 'convert', 'demo', 'export', 'zoo']
     for cmd in [[], *[[c] for c in _subcommands()]]:
         with pytest.raises(SystemExit) as e:
             main(cmd + ['--help'])
