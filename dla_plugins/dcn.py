@@ -9,7 +9,9 @@ kernel point and offset group, zero outside the image, optional modulation mask)
   applied first, the sum over kernel points, all in one call). Two orders, picked by estimated cost:
   *transform first* (``Y_k = W_k x`` as one GEMM over the input, then gather-and-sum ``Y`` at the sampled points:
   no column tensor, fewer sampled channels when ``C_out < C_in``) and *sample first* (gather the ``C_in x k x k``
-  columns, then one GEMM; cheaper for strided convs). Forward and backward through autograd, fp32/bf16/fp16,
+  columns, then one GEMM; cheaper for strided convs). The gather's backward sorts the indices once and runs the
+  transposed map as another ``embedding_bag`` (no serial scatter); eager training recomputes ``Y`` and the sampling
+  weights in backward, so saved activations match torchvision's. Forward and backward, fp32/bf16/fp16,
   ``torch.compile(fullgraph=True)``, channels_last, ``torch.export``; under ONNX export the gather is written with
   plain operators (``Gather``, ``Mul``, ``ReduceSum``, ``MatMul``).
 - ``'torchvision'``: ``torchvision.ops.deform_conv2d`` (exports to ONNX ``DeformConv``, opset 19).
@@ -31,8 +33,8 @@ __all__ = ['deform_conv2d', 'ModulatedDeformConv2d', 'DCN_IMPLS', 'resolve_dcn_i
 DCN_IMPLS = ('auto', 'native', 'torchvision')
 IntPair = Union[int, Tuple[int, int]]
 
-# Relative cost of one gathered, weighted sample-channel (4 corners) against one GEMM multiply-add, measured on the
-# CPU for the choice between the two native orders (a rough figure; both orders give the same result).
+# Relative cost of one gathered, weighted sample-channel (per corner) against one GEMM multiply-add: a rough
+# estimate that only picks between the two native orders (both give the same result).
 _GATHER_COST = 4.0
 
 
@@ -98,6 +100,8 @@ class _WeightedGather(torch.autograd.Function):
         if ctx.needs_input_grad[2]:
             offsets = torch.arange(0, b * j, j, device=flat.device, dtype=flat.dtype)
             bag_of = torch.div(torch.arange(b * j, device=flat.device, dtype=flat.dtype), j, rounding_mode='floor')
+            # The gradient of embedding_bag's per-sample weights has no public entry point: this private ATen op is
+            # what autograd itself calls for F.embedding_bag (used here only, inside this backward).
             g_weights = torch.ops.aten._embedding_bag_per_sample_weights_backward(
                 grad, table, flat, offsets, bag_of, 0, -1).view(b, j)  # mode 0: sum
         del table  # not needed below: freed before the table-sized gradient is allocated
