@@ -49,20 +49,15 @@ class DLASeg(nn.Module):
         if not isinstance(num_classes, int) or num_classes < 0:
             raise ValueError(f'num_classes: must be an integer >= 0, got {num_classes!r}')
         state = None
-        if checkpoint_path is not None:
+        if checkpoint_path is not None:  # read once; loaded below into the whole network or the backbone
             from .checkpoint import detect_layout, read_state_dict
 
             state = read_state_dict(checkpoint_path)
             whole = detect_layout(state).neck_prefix is not None or any(k.startswith('neck.') for k in state)
-            if not whole and isinstance(backbone, str):
-                state = None  # backbone weights: create_dla loads them
-            else:
-                checkpoint_path = None
         if isinstance(backbone, str):
             from .factory import create_dla
 
-            backbone = create_dla(backbone, num_classes=0, output_stride=output_stride, norm_layer=norm_layer,
-                                  checkpoint_path=checkpoint_path)
+            backbone = create_dla(backbone, num_classes=0, output_stride=output_stride, norm_layer=norm_layer)
         if not isinstance(backbone, DLA) or backbone.num_classes != 0:
             raise ValueError('backbone: must be a variant name or a DLA built with num_classes=0')
         self.backbone = backbone
