@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 import types
-from typing import Any, Callable, Dict, Iterable, List, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -307,3 +307,22 @@ def reference(args, path: str, build: str) -> Dict[str, str]:
     if not commit:
         raise SystemExit('--commit is required when --ref is not a git checkout')
     return {'repo': args.repo, 'commit': commit, 'path': path, 'build': build}
+
+
+def create_model_fixtures(args, model_py: Any, heads: Dict[str, int], input_shape: List[int], model_py_path: str,
+                          specs: List[Tuple[str, str, str, str, int, Callable[[nn.Module], str]]]) -> None:
+    """CenterNet-style repositories (CenterNet, FairMOT): one :func:`pose_fixture` per ``(name, family, arch, path,
+    seed, notes)``, built by the reference's own ``create_model(arch, heads, head_conv=256)`` and loaded back by its
+    own ``load_model``, in the ``{'epoch', 'state_dict'}`` container its ``save_model`` writes."""
+    container = {'state_dict_key': 'state_dict', 'extra': {'epoch': 1}}
+
+    def load(fresh, path):
+        return model_py.load_model(fresh, path)  # the reference's own loader
+
+    for name, family, arch, path, seed, notes in specs:
+        def build(arch=arch):
+            return model_py.create_model(arch, dict(heads), 256)
+
+        ref = reference(args, path, f'{model_py_path} create_model({arch!r}, {heads}, head_conv=256)')
+        pose_fixture(args, name=name, family=family, ref=ref, seed=seed, build=build, heads=list(heads),
+                     input_shape=input_shape, notes=notes(build()), load=load, container=container)

@@ -14,13 +14,12 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from golden._refgen import (  # noqa: E402
     common_args,
+    create_model_fixtures,
     dcn_module,
     describe_ida,
     describe_ida_stages,
     fake_module,
     imagenet_fc_only,
-    pose_fixture,
-    reference,
 )
 
 HEADS = {'hm': 80, 'wh': 2, 'reg': 2}  # opts.py, task ctdet on COCO: hm, wh, then reg (reg_offset)
@@ -128,22 +127,11 @@ def v0_notes(m) -> str:
 def main() -> None:
     args = common_args(__doc__.splitlines()[0], 'xingyizhou/CenterNet').parse_args()
     model_py, dcn, v0 = import_reference(args.ref)
-    container = {'state_dict_key': 'state_dict', 'extra': {'epoch': 1}}
-
-    def load(fresh, path):
-        return model_py.load_model(fresh, path)  # the reference's own loader
-
-    for name, family, arch, path, seed, notes in [
+    create_model_fixtures(args, model_py, HEADS, INPUT, 'models/model.py', [
         ('centernet_dla34_dcn', 'centernet_pose_dla_dcn', 'dla_34', 'src/lib/models/networks/pose_dla_dcn.py', 2101,
          dcn_notes),
         ('centernet_dla34_v0', 'centernet_dlav0', 'dlav0_34', 'src/lib/models/networks/dlav0.py', 2201, v0_notes),
-    ]:
-        def build(arch=arch):
-            return model_py.create_model(arch, dict(HEADS), 256)
-
-        ref = reference(args, path, f'models/model.py create_model({arch!r}, {HEADS}, head_conv=256)')
-        pose_fixture(args, name=name, family=family, ref=ref, seed=seed, build=build, heads=list(HEADS),
-                     input_shape=INPUT, notes=notes(build()), load=load, container=container)
+    ])
 
 
 if __name__ == '__main__':

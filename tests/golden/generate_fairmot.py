@@ -14,14 +14,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from golden._refgen import (  # noqa: E402
     common_args,
+    create_model_fixtures,
     dcn_module,
     describe_ida,
     describe_ida_stages,
     fake_module,
     imagenet_fc_only,
     placeholder,
-    pose_fixture,
-    reference,
 )
 
 # opts.py, task mot: {'hm': num_classes (1), 'wh': 4 (ltrb, default True), 'id': reid_dim (128)}, then 'reg': 2
@@ -97,23 +96,12 @@ def dcn_notes(m) -> str:
 def main() -> None:
     args = common_args(__doc__.splitlines()[0], 'ifzhang/FairMOT').parse_args()
     model_py = import_reference(args.ref)
-    container = {'state_dict_key': 'state_dict', 'extra': {'epoch': 1}}
-
-    def load(fresh, path):
-        return model_py.load_model(fresh, path)  # the reference's own loader
-
-    for name, family, arch, path, seed, notes in [
+    create_model_fixtures(args, model_py, HEADS, INPUT, 'src/lib/models/model.py', [
         ('fairmot_dla34_conv', 'fairmot_pose_dla_conv', 'dlaconv_34', 'src/lib/models/networks/pose_dla_conv.py',
          3101, conv_notes),
         ('fairmot_dla34_dcn', 'fairmot_pose_dla_dcn', 'dla_34', 'src/lib/models/networks/pose_dla_dcn.py', 3201,
          dcn_notes),
-    ]:
-        def build(arch=arch):
-            return model_py.create_model(arch, dict(HEADS), 256)
-
-        ref = reference(args, path, f'src/lib/models/model.py create_model({arch!r}, {HEADS}, head_conv=256)')
-        pose_fixture(args, name=name, family=family, ref=ref, seed=seed, build=build, heads=list(HEADS),
-                     input_shape=INPUT, notes=notes(build()), load=load, container=container)
+    ])
 
 
 if __name__ == '__main__':
