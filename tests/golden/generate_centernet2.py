@@ -13,9 +13,7 @@ Every manifest key/shape/dtype is taken from ``model.state_dict()`` of the detec
 ``reference.build`` (keys exactly as detectron2's Checkpointer stores them under ``'model'``).
 """
 import argparse
-import json
 import os
-import subprocess
 import sys
 
 import torch
@@ -25,6 +23,7 @@ from torch.nn.modules.utils import _pair
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from golden import make_input, synth_state_dict  # noqa: E402
+from golden._refgen import dumps_manifest, git_commit  # noqa: E402
 
 REPO = 'xingyizhou/CenterNet2'
 H, W = 64, 96
@@ -72,21 +71,6 @@ _DLA_UP = (
     "= 64 channels at STRIDE 4 (its 'dla0'..'dla2' names are IDA-Up slots y[0..2], not backbone levels). "
     "(ucbdrive/dla's dla_up.py differs: 1x1 conv+BN+ReLU projections on every input including the first, Identity "
     "when widths are equal, and a 3x3 node on the CONCAT [x, layer] (2o -> o).)")
-
-
-def write_manifest(manifest, path):
-    """JSON with one ``[key, shape, dtype]`` row per line."""
-    text = json.dumps({**manifest, 'tensors': '@TENSORS@'}, indent=1)
-    rows = ',\n  '.join(json.dumps(t) for t in manifest['tensors'])
-    with open(path, 'w') as f:
-        f.write(text.replace('"@TENSORS@"', '[\n  ' + rows + '\n ]') + '\n')
-
-
-def git_commit(ref):
-    try:
-        return subprocess.check_output(['git', '-C', ref, 'rev-parse', 'HEAD'], text=True).strip()
-    except Exception:  # a plain (git-archive) export has no .git
-        return None
 
 
 class ModulatedDeformConvStandIn(nn.Module):
@@ -179,7 +163,8 @@ def save(out, name, manifest, outputs):
     outputs = {k: v.detach().float().contiguous().clone() for k, v in outputs.items()}
     manifest['outputs'] = {k: list(v.shape) for k, v in outputs.items()}
     os.makedirs(out, exist_ok=True)
-    write_manifest(manifest, os.path.join(out, f'{name}.json'))
+    with open(os.path.join(out, f'{name}.json'), 'w') as fh:
+        fh.write(dumps_manifest(manifest))
     save_file(outputs, os.path.join(out, f'{name}.safetensors'))
     print(f'{name}: {len(manifest["tensors"])} keys, outputs', manifest['outputs'])
 

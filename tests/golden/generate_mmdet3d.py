@@ -13,9 +13,7 @@ stand-in with the same parameters (``weight``, ``bias``, ``conv_offset``) and ma
 """
 import argparse
 import importlib.util
-import json
 import os
-import subprocess
 import sys
 import types
 import typing
@@ -28,26 +26,12 @@ from torch.nn.modules.utils import _pair, _single
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from golden import make_input, synth_state_dict  # noqa: E402
+from golden._refgen import dumps_manifest, git_commit  # noqa: E402
 
 REPO = 'open-mmlab/mmdetection3d'
 H, W = 64, 96
 GN = dict(type='GN', num_groups=32)
 IN_CHANNELS = [16, 32, 64, 128, 256, 512]
-
-
-def write_manifest(manifest, path):
-    """JSON with one ``[key, shape, dtype]`` row per line."""
-    text = json.dumps({**manifest, 'tensors': '@TENSORS@'}, indent=1)
-    rows = ',\n  '.join(json.dumps(t) for t in manifest['tensors'])
-    with open(path, 'w') as f:
-        f.write(text.replace('"@TENSORS@"', '[\n  ' + rows + '\n ]') + '\n')
-
-
-def git_commit(ref):
-    try:
-        return subprocess.check_output(['git', '-C', ref, 'rev-parse', 'HEAD'], text=True).strip()
-    except Exception:  # a plain (git-archive) export has no .git
-        return None
 
 
 class ModulatedDeformConv2dPackStandIn(nn.Module):
@@ -312,7 +296,8 @@ def generate(mods, out, name, seed, use_dcn, dcn_mode, commit):
     outputs = {k: v.detach().float().contiguous().clone() for k, v in outputs.items()}
     manifest['outputs'] = {k: list(v.shape) for k, v in outputs.items()}
     os.makedirs(out, exist_ok=True)
-    write_manifest(manifest, os.path.join(out, f'{name}.json'))
+    with open(os.path.join(out, f'{name}.json'), 'w') as fh:
+        fh.write(dumps_manifest(manifest))
     save_file(outputs, os.path.join(out, f'{name}.safetensors'))
     print(f'{name}: {len(tensors)} keys, outputs', manifest['outputs'])
 
