@@ -24,15 +24,15 @@ test-fast: lint  # the quick subset: everything not marked slow
 	$(PY) -m pytest -p no:cacheprovider -m "not slow" $(PYTEST_ARGS)
 
 bench: setup
-	$(PY) -m dla_plugins.tools.cli bench
+	$(PY) -m benchmarks.bench
 
 # Python 3.12 wheels (+ the mmcv sdist) for the lent GPU machine, which has no registry: into .whl/ (git-ignored).
 gpu-wheels:
 	bash scripts/gpu_wheels.sh
 
-# The CPU dry run of `dla-plugins gpu-check` (scripts/gpu_run.sh runs the real one on a CUDA machine).
+# The CPU dry run of `python -m benchmarks.gpu_check` (scripts/gpu_run.sh runs the real one on a CUDA machine).
 gpu-check-smoke: setup
-	$(PY) -m dla_plugins.tools.cli gpu-check --device cpu --smoke
+	$(PY) -m benchmarks.gpu_check --device cpu --smoke
 
 clean:
 	rm -rf .venv build *.egg-info .pytest_cache .ruff_cache

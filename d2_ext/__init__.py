@@ -16,7 +16,7 @@ _NOTE = ' and the sal-detectron2 wheel (docs/install.md)'
 try:
     import detectron2  # noqa: F401
 except ImportError as e:  # exercised by tests/tools/test_extras.py and the wheel test
-    from dla_plugins.tools.extras import missing_host_getattr
+    from dla_plugins._extras import missing_host_getattr
 
     __getattr__ = missing_host_getattr('d2_ext', 'detectron2', e, __all__, _NOTE)
 else:

@@ -9,7 +9,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import register_coco_instances
 from PIL import Image
 
-from dla_plugins.tools.synthetic import SHAPE_CLASSES, render_shapes
+from dla_plugins.data.synthetic import SHAPE_CLASSES, render_shapes
 
 __all__ = ['write_shapes_coco', 'register_shapes']
 

@@ -12,7 +12,7 @@ from typing import Dict, Optional
 
 from detectron2.config import CfgNode, get_cfg
 
-from dla_plugins.tools.synthetic import SHAPE_CLASSES
+from dla_plugins.data.synthetic import SHAPE_CLASSES
 
 from .config import add_dlap_config
 from .data import register_shapes

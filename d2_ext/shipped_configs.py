@@ -3,7 +3,7 @@ detectron2's ``model_zoo.get_config_file`` does. Pure Python: usable without det
 import os
 from typing import List
 
-from dla_plugins.tools.configs import list_shipped_configs, shipped_config_file
+from dla_plugins._configs import list_shipped_configs, shipped_config_file
 
 __all__ = ['get_config_file', 'list_config_files']
 

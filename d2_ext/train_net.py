@@ -21,7 +21,7 @@ from detectron2.evaluation import COCOEvaluator, DatasetEvaluator
 from detectron2.utils import comm
 
 from dla_plugins.checkpoint.io import non_finite_keys, save_atomic
-from dla_plugins.tools.synthetic import SHAPE_CLASSES
+from dla_plugins.data.synthetic import SHAPE_CLASSES
 
 from .config import add_dlap_config
 from .data import register_shapes

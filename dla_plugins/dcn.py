@@ -18,7 +18,7 @@ kernel point and offset group, zero outside the image, optional modulation mask)
 
 ``'auto'`` (the default) picks ``'native'`` on CPU in every dtype and on CUDA in bf16/fp16 (torchvision's kernel has
 no reduced-precision path and autocasts to fp32), and ``'torchvision'`` for CUDA fp32 until a GPU measurement says
-otherwise (``dla-plugins bench-dcn --device cuda``); see ``docs/benchmarks.md``.
+otherwise (``python -m benchmarks.bench_dcn --device cuda``); see ``docs/benchmarks.md``.
 """
 import math
 from typing import Optional, Tuple, Union

@@ -18,7 +18,7 @@ try:
     import mmengine  # noqa: F401
     import mmseg  # noqa: F401
 except ImportError as e:  # exercised by tests/tools/test_extras.py and the wheel test
-    from dla_plugins.tools.extras import missing_host_getattr
+    from dla_plugins._extras import missing_host_getattr
 
     __getattr__ = missing_host_getattr('mmseg_ext', 'mmseg', e, __all__, _NOTE)
 else:

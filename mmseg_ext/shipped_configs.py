@@ -6,7 +6,7 @@ mmengine's ``pkg::path`` inheritance accepts only OpenMMLab packages, so configs
 import os
 from typing import List
 
-from dla_plugins.tools.configs import list_shipped_configs, shipped_config_file
+from dla_plugins._configs import list_shipped_configs, shipped_config_file
 
 __all__ = ['get_config_file', 'list_config_files']
 

@@ -1,6 +1,6 @@
 """Synthetic shapes written in the Cityscapes and CamVid directory layouts, for tests and the demo.
 
-Each image holds shapes from :func:`dla_plugins.tools.synthetic.render_shapes` on a noisy background; label ``k`` is the
+Each image holds shapes from :func:`dla_plugins.data.synthetic.render_shapes` on a noisy background; label ``k`` is the
 shape mask value (0 background, 1-4 square/disk/triangle/plus). In Cityscapes train ids these are road, sidewalk,
 building, wall, fence; in CamVid ids Sky, Building, Pole, Road, Sidewalk. CamVid labels also get a 2-pixel void
 (255) border, so the ignore label is exercised.
@@ -11,7 +11,7 @@ from typing import Dict, Tuple
 import cv2
 import numpy as np
 
-from dla_plugins.tools.synthetic import render_shapes
+from dla_plugins.data.synthetic import render_shapes
 
 __all__ = ['write_cityscapes_layout', 'write_camvid_layout', 'NUM_SHAPE_LABELS']
 

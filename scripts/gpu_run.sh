@@ -5,7 +5,7 @@
 #   2. builds mmcv 2.1.0 from its sdist there (CPU ops by default, ~2 min on 16 cores: mmseg imports mmcv.ops but this
 #      project's mmseg path runs no mmcv kernel; MMCV_CUDA=1 builds the CUDA ops too, for TORCH_CUDA_ARCH_LIST, 9.0 by
 #      default). If the build fails, the mmseg step of gpu-check reports itself skipped and the rest runs;
-#   3. runs `python3 -m dla_plugins.tools.cli gpu-check --device cuda "$@"`, and copies its results (and the updated
+#   3. runs `python3 -m benchmarks.gpu_check --device cuda "$@"`, and copies its results (and the updated
 #      docs/benchmarks.md) into $OUT when that is set (the device tool brings $OUT back).
 # A check longer than one command allows can be split: `gpu_run.sh --skip dcn,timm,d2,mmseg`, then
 # `gpu_run.sh --merge --skip bench` (the second keeps the first's bench results from output/gpu_check/results.json).
@@ -48,7 +48,7 @@ if ! $PY -c "import mmcv.ops" 2>/dev/null; then
 fi
 
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
-$PY -m dla_plugins.tools.cli gpu-check --device cuda "$@"
+$PY -m benchmarks.gpu_check --device cuda "$@"
 rc=$?
 if [[ -n ${OUT:-} ]]; then
   mkdir -p "$OUT"

@@ -5,8 +5,6 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from dla_plugins.tools.bench import timm_reference  # noqa: F401  (the one reference builder: timm's own DLA)
-
 ROOT = Path(__file__).resolve().parents[1]  # the repository
 
 
@@ -14,6 +12,13 @@ def subprocess_env(**extra: str) -> dict:
     """The environment for a child Python process: this checkout first on PYTHONPATH, plus ``extra``."""
     path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get('PYTHONPATH')]))
     return dict(os.environ, PYTHONPATH=path, **extra)
+
+
+def timm_reference(name: str, **kwargs) -> nn.Module:
+    """The oracle: timm's built-in DLA from ``timm.models.dla`` itself (the registry may hold ours via timm_ext)."""
+    import timm.models.dla as timm_dla
+
+    return getattr(timm_dla, name)(**kwargs)
 
 
 def randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:

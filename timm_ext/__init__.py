@@ -8,7 +8,7 @@ try:
     import timm  # noqa: F401
     import timm.models  # noqa: F401
 except ImportError as e:  # exercised by the wheel test (tests/tools/test_wheel.py)
-    from dla_plugins.tools.extras import adapter_import_failed
+    from dla_plugins._extras import adapter_import_failed
 
     adapter_import_failed('timm_ext', 'timm', e)
 

@@ -40,7 +40,7 @@ from tqdm.auto import tqdm
 
 from dla_plugins import DLA
 from dla_plugins.checkpoint.io import non_finite_keys, read_checkpoint, save_atomic
-from dla_plugins.tools.synthetic import SHAPE_CLASSES, render_shapes
+from dla_plugins.data.synthetic import SHAPE_CLASSES, render_shapes
 from timm_ext import checkpoint_filter_fn  # importing timm_ext registers the DLA models
 
 __all__ = ['build_parser', 'main', 'train', 'make_synthetic_imagefolder', 'demo']

@@ -1,4 +1,4 @@
-"""Tools around the model: the ``dla-plugins`` CLI, benchmarks, the zoo table, the demo and synthetic data.
+"""The ``dla-plugins`` command (``cli``) and what its user commands run: the model zoo table and the demo.
 
 Host frameworks and optional packages are imported lazily, inside the function that needs them.
 """

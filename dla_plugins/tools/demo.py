@@ -5,8 +5,8 @@ from typing import Dict
 import torch
 import torch.nn.functional as F
 
+from ..data.synthetic import SHAPE_CLASSES, render_shapes
 from ..factory import create_dla
-from .synthetic import SHAPE_CLASSES, render_shapes
 
 __all__ = ['train_shapes_classifier']
 

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import dla_plugins as dp
-from dla_plugins.tools.synthetic import render_shapes
+from dla_plugins.data.synthetic import render_shapes
 from tests.helpers import ROOT
 
 DOC = ROOT / 'docs' / 'errors.md'

@@ -1,6 +1,6 @@
 """torch.compile(fullgraph=True) on tiny cases: no graph breaks (fullgraph raises on one) and equal outputs.
 
-All variants and DLASeg are checked by scripts/bench_compile_all.py (compiling is slow on CPU)."""
+All variants and DLASeg are checked by benchmarks/bench_compile_all.py (compiling is slow on CPU)."""
 import pytest
 import torch
 

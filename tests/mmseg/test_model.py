@@ -296,7 +296,7 @@ def test_weights_only_allow_list_is_narrow(tmp_path):
 
 
 def test_amp_flag_makes_an_amp_optim_wrapper():
-    """``mmseg_ext.train --amp`` (what ``dla-plugins gpu-check`` runs on CUDA): mmengine's AmpOptimWrapper."""
+    """``mmseg_ext.train --amp`` (what ``python -m benchmarks.gpu_check`` runs on CUDA): mmengine's AmpOptimWrapper."""
     from mmseg_ext.train import build_parser, enable_amp, load_config
 
     args = build_parser().parse_args([CONFIGS[0], '--amp', '--cfg-options', 'optim_wrapper.dtype=bfloat16'])

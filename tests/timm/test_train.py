@@ -12,7 +12,7 @@ import torch
 from timm.data import create_dataset, create_transform, resolve_model_data_config
 
 import timm_ext
-from dla_plugins.tools.synthetic import SHAPE_CLASSES
+from dla_plugins.data.synthetic import SHAPE_CLASSES
 from tests.helpers import ROOT, subprocess_env  # noqa: E402
 from timm_ext.train import make_synthetic_imagefolder
 

@@ -19,7 +19,7 @@ def _subcommands():
 
 
 def test_help_everywhere(capsys):
-    assert _subcommands() == ['bench', 'bench-dcn', 'convert', 'demo', 'export', 'gpu-check', 'zoo']
+    assert _subcommands() == ['convert', 'demo', 'export', 'zoo']
     for cmd in [[], *[[c] for c in _subcommands()]]:
         with pytest.raises(SystemExit) as e:
             main(cmd + ['--help'])
@@ -147,28 +147,3 @@ def test_export_classifier_onnx_and_torchscript(tmp_path, capsys):
 def test_export_needs_an_output(capsys):
     with pytest.raises(SystemExit, match='give --onnx PATH and/or --torchscript PATH'):
         main(['export', 'dla46_c'])
-
-
-@pytest.mark.slow
-def test_bench_tiny(tmp_path, capsys):
-    assert main(['bench', '--variants', 'dla46_c', '--batch-size', '2', '--img-size', '32', '--rounds', '1',
-                 '--warmup', '0', '--dtypes', 'fp32', '--out', str(tmp_path), '--name', 'b',
-                 '--no-progress']) == 0
-    res = json.loads((tmp_path / 'b.json').read_text())
-    rows = {(r['mode'], r.get('dtype')): r for r in res['results']}
-    assert set(rows) == {('eval', 'fp32'), ('train', 'fp32'), ('train_memory', 'fp32')}
-    ev = rows[('eval', 'fp32')]
-    assert set(ev['configs']) == {'ours:nchw', 'ours:nchw:fused', 'timm:nchw', 'ours:cl', 'ours:cl:fused', 'timm:cl'}
-    assert ev['ours']['img_s'] > 0 and ev['timm']['img_s'] > 0 and ev['speedup'] > 0
-    assert 0 < ev['ours']['fraction_of_gemm_peak'] and res['gemm_flops']['fp32'] > 0
-    mem = rows[('train_memory', 'fp32')]
-    assert {'timm', 'ours', 'ours_grad_ckpt'} <= set(mem) and mem['timm']['peak_mib'] > 0
-    md = (tmp_path / 'b.md').read_text()
-    assert '| dla46_c | eval | fp32 | no |' in md and 'Peak training-step memory' in md
-    assert (tmp_path / 'b.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
-    assert '| variant | mode | dtype |' in capsys.readouterr().out
-
-
-def test_bench_bad_args(capsys):
-    assert main(['bench', '--dtypes', 'fp8', '--no-progress']) == 2
-    assert "dtypes: unknown dtype 'fp8'; allowed: ['fp32', 'bf16']" in capsys.readouterr().err

@@ -51,8 +51,6 @@ def test_adapter_without_host_still_locates_configs_and_names_the_extra(adapter,
 
 
 @pytest.mark.parametrize('argv,module,extra', [
-    (['bench', '--variants', 'dla46_c'], 'timm', 'timm'),
-    (['bench', '--variants', 'dla46_c'], 'fvcore', 'bench'),
     (['export', 'dla46_c', '--onnx', 'x.onnx'], 'onnxruntime', 'export'),
 ])
 def test_cli_verb_without_extra_prints_one_line(argv, module, extra):

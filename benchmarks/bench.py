@@ -1,10 +1,11 @@
-"""``dla-plugins bench``: ours vs timm's built-in DLA, same weights, same process, interleaved measurements.
+"""``python -m benchmarks.bench``: ours vs timm's built-in DLA, same weights, same process, interleaved measurements.
 
 Every configuration of both sides (memory format, our fused inference path, dtype) is timed once per round, rounds
 repeat, and each figure is a median over rounds; ratios are medians of the per-round ratios (both sides share the
 machine's load in every round). Peak training memory is measured in a fresh subprocess per model (CPU: growth of
 the peak RSS during one training step; CUDA: ``torch.cuda.max_memory_allocated``).
 """
+import argparse
 import functools
 import json
 import os
@@ -101,7 +102,7 @@ def _paired_ratio(times: Dict[str, List[float]], ours: str, theirs: str) -> floa
 @functools.cache
 def _flops(name: str, size: int) -> Optional[float]:
     try:
-        from .zoo import count_gflops
+        from dla_plugins.tools.zoo import count_gflops
     except ImportError:
         return None
     try:
@@ -124,9 +125,9 @@ def measure_train_memory(impl: str, variant: str, batch_size: int, img_size: int
         raise ValueError(f'dtype: unknown dtype {dtype!r}; allowed: {list(DTYPES)}')
     spec = dict(impl=impl, variant=variant, batch_size=batch_size, img_size=img_size, device=device,
                 memory_format=memory_format, grad_checkpointing=grad_checkpointing, dtype=dtype)
-    cmd = [sys.executable, '-m', 'dla_plugins.tools.bench', '--_memory-child', json.dumps(spec)]
+    cmd = [sys.executable, '-m', 'benchmarks.bench', '--_memory-child', json.dumps(spec)]
     env = dict(os.environ)
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env['PYTHONPATH'] = root + os.pathsep + env.get('PYTHONPATH', '')
     env.setdefault('MALLOC_MMAP_THRESHOLD_', '65536')  # large blocks are mmapped and unmapped on free: RSS ~ live
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
@@ -251,7 +252,7 @@ def _memory_child(impl: str, variant: str, batch_size: int, img_size: int, devic
 def _build(impl: str, variant: str) -> nn.Module:
     if impl == 'timm':
         return timm_reference(variant)
-    from ..factory import create_dla
+    from dla_plugins.factory import create_dla
 
     return create_dla(variant)
 
@@ -267,7 +268,7 @@ def run_bench(variants: Sequence[str] = ('dla34',), batch_size: int = 8, img_siz
     break is an error. Peak training memory is measured under the first of ``dtypes``. On CUDA, cuDNN's autotuner
     (``cudnn.benchmark``) is on for both sides.
     """
-    from ..deploy.fuse import optimize_for_inference
+    from dla_plugins.deploy.fuse import optimize_for_inference
 
     for d in dtypes:
         if d not in DTYPES:
@@ -301,7 +302,7 @@ def run_bench(variants: Sequence[str] = ('dla34',), batch_size: int = 8, img_siz
     for name in variants:
         torch.manual_seed(0)
         theirs = timm_reference(name).to(dev)
-        from ..factory import create_dla
+        from dla_plugins.factory import create_dla
 
         ours = create_dla(name).to(dev)
         ours.load_state_dict(theirs.state_dict(), strict=True)
@@ -451,6 +452,39 @@ def plot(result: Dict[str, Any], path: str) -> None:
     plt.close(fig)
 
 
+def build_parser() -> argparse.ArgumentParser:
+    from .measure import add_run_options, variant_list
+
+    b = argparse.ArgumentParser(prog='python -m benchmarks.bench',
+                                description="Interleaved benchmark of ours vs timm's DLA (same weights, same process). "
+                                            'Each side is reported at its best configuration; ratios are medians of '
+                                            'per-round ratios. Writes NAME.json, NAME.md and NAME.png into --out.')
+    b.add_argument('--variants', type=variant_list, default=['dla34'], help='comma-separated (default dla34)')
+    b.add_argument('--batch-size', type=int, default=8)
+    b.add_argument('--img-size', type=int, default=224)
+    b.add_argument('--modes', default='eval,train', help="comma-separated of 'eval', 'train'")
+    b.add_argument('--dtypes', default='fp32', help="comma-separated of 'fp32', 'bf16' (autocast)")
+    b.add_argument('--formats', default='nchw,cl', help="memory formats: comma-separated of 'nchw', 'cl'")
+    b.add_argument('--compile', action='store_true', help='torch.compile both sides (slow on CPU)')
+    b.add_argument('--device', default=None, help='cpu or cuda (default: cuda if available)')
+    add_run_options(b, 'bench')
+    return b
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """``python -m benchmarks.bench``."""
+    from .measure import write_results
+
+    args = build_parser().parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    res = run_bench(args.variants, batch_size=args.batch_size, img_size=args.img_size, modes=args.modes.split(','),
+                    dtypes=args.dtypes.split(','), formats=args.formats.split(','), compile=args.compile,
+                    rounds=args.rounds, warmup=args.warmup, memory=not args.no_memory, device=args.device,
+                    progress=not args.no_progress)
+    return write_results(res, args.out, args.name, to_markdown, plot)
+
+
 if __name__ == '__main__':
     if len(sys.argv) == 3 and sys.argv[1] == '--_memory-child':
         try:
@@ -458,3 +492,5 @@ if __name__ == '__main__':
         except torch.OutOfMemoryError:
             res = dict(oom=True)
         print(json.dumps(res))
+    else:
+        sys.exit(main())

@@ -1,11 +1,11 @@
 """Peak training-step memory, timm vs ours vs ours with gradient checkpointing (each in a fresh subprocess).
 
-    PYTHONPATH=. .venv/bin/python scripts/bench_memory.py --variants dla34,dla60x --batch-size 8 --img-size 224
+    PYTHONPATH=. .venv/bin/python -m benchmarks.bench_memory --variants dla34,dla60x --batch-size 8 --img-size 224
 """
 import argparse
 import json
 
-from dla_plugins.tools.bench import measure_train_memory
+from benchmarks.bench import measure_train_memory
 
 
 def main() -> None:

@@ -1,13 +1,13 @@
-"""``dla-plugins gpu-check``: every CUDA path of the project in one command, with what it measured.
+"""``python -m benchmarks.gpu_check``: every CUDA path of the project in one command, with what it measured.
 
 Steps (each records pass/fail, its figures and its checks; hosts are imported lazily, host training runs as
 subprocesses of the real entries):
 
-- ``bench``: :func:`~dla_plugins.tools.bench.run_bench` ours vs timm's DLA (same weights, interleaved), train and
+- ``bench``: :func:`~benchmarks.bench.run_bench` ours vs timm's DLA (same weights, interleaved), train and
   eval, bf16 autocast, NCHW and channels_last, eager and ``torch.compile(fullgraph=True)``; achieved FLOP/s as a
   fraction of a dense bf16 GEMM measured in the same run; peak step memory; the largest training batch that fits
-  (timm, ours, ours with gradient checkpointing) by :func:`~dla_plugins.tools.bench.max_train_batch`.
-- ``dcn``: ``dla_plugins.tools.bench_dcn.run_dcn_bench`` (native vs torchvision deformable conv), eager and compiled.
+  (timm, ours, ours with gradient checkpointing) by :func:`~benchmarks.bench.max_train_batch`.
+- ``dcn``: ``benchmarks.bench_dcn.run_dcn_bench`` (native vs torchvision deformable conv), eager and compiled.
 - ``timm``: ``python -m timm_ext.train`` on the synthetic shapes ImageFolder (AMP bf16, channels_last, compile).
 - ``d2``: ``python -m d2_ext.train_net`` with a DLA-Up Faster R-CNN on synthetic shapes (``SOLVER.AMP.ENABLED``).
 - ``mmseg``: ``python -m mmseg_ext.train`` with the DLAUpHead Cityscapes config on synthetic shapes (``--amp``:
@@ -17,6 +17,7 @@ subprocesses of the real entries):
 inductor, no AMP); there a step passes when it ran and produced its figures. A full run also requires each training
 loss to fall and each metric to beat chance. The speed goals are recorded, never asserted.
 """
+import argparse
 import gc
 import glob
 import importlib.metadata
@@ -38,9 +39,9 @@ __all__ = ['STEPS', 'DOCS_BEGIN', 'DOCS_END', 'Sizes', 'FULL', 'SMOKE', 'run_gpu
            'docs_section', 'write_docs_section', 'environment']
 
 STEPS = ('bench', 'dcn', 'timm', 'd2', 'mmseg')
-DOCS_BEGIN = '<!-- gpu-check:begin (written by `dla-plugins gpu-check`; edits inside are replaced) -->'
+DOCS_BEGIN = '<!-- gpu-check:begin (written by `python -m benchmarks.gpu_check`; edits inside are replaced) -->'
 DOCS_END = '<!-- gpu-check:end -->'
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHAPES_CHANCE = 0.25  # 4 balanced shape classes
 
 
@@ -178,7 +179,7 @@ def _training_result(losses: Sequence[float], metric_name: str, metric: Optional
 # ------------------------------------------------------------------------------------------------------------ steps
 def step_bench(device: str, sizes: Sizes, out: str) -> Dict[str, Any]:
     """Throughput (eager and compiled), memory and the largest batch, ours vs timm; figures + recorded goals."""
-    from .bench import max_train_batch, run_bench, to_markdown
+    from benchmarks.bench import max_train_batch, run_bench, to_markdown
 
     common = dict(batch_size=sizes.batch_size, img_size=sizes.img_size, modes=('train', 'eval'), dtypes=('bf16',),
                   formats=sizes.formats, rounds=sizes.rounds, warmup=sizes.warmup, device=device, progress=False,
@@ -243,10 +244,10 @@ def step_dcn(device: str, sizes: Sizes, out: str) -> Dict[str, Any]:
     import inspect
 
     try:
-        from .bench_dcn import run_dcn_bench
+        from benchmarks.bench_dcn import run_dcn_bench
     except ImportError:
         return dict(status='skipped', note='DCN bench not available in this build '
-                                           '(dla_plugins.tools.bench_dcn.run_dcn_bench)')
+                                           '(benchmarks.bench_dcn.run_dcn_bench)')
     smoke = sizes.smoke
     kwargs: Dict[str, Any] = dict(device=device, dtypes=('fp32',) if device == 'cpu' else ('fp32', 'bf16'),
                                   rounds=sizes.dcn_rounds)
@@ -496,8 +497,8 @@ def docs_section(result: Dict[str, Any]) -> str:
     head = (f"Run of {e['date']} on {e.get('device_name')} ({e.get('device_memory_gib')} GiB, driver "
             f"{e.get('driver')}, CUDA {e.get('cuda')}, cuDNN {e.get('cudnn')}); Python {e['python']}, torch "
             f"{e['torch']}, torchvision {e['torchvision']}, timm {e['timm']}, detectron2 {e['detectron2']}, mmcv "
-            f"{e['mmcv']}, mmengine {e['mmengine']}, mmseg {e['mmseg']}. Command: `dla-plugins gpu-check --device "
-            f"cuda` (sizes: `output/gpu_check/results.json`).")
+            f"{e['mmcv']}, mmengine {e['mmengine']}, mmseg {e['mmseg']}. Command: `python -m benchmarks.gpu_check "
+            f"--device cuda` (sizes: `output/gpu_check/results.json`).")
     parts = [head, summary_table(result)]
     bench = next((s for s in result['steps'] if s['step'] == 'bench' and s.get('figures')), None)
     if bench:
@@ -529,3 +530,60 @@ def write_docs_section(path: str, text: str) -> None:
         doc = doc.rstrip('\n') + '\n\n' + block + '\n'
     with open(path, 'w') as f:
         f.write(doc)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .measure import variant_list
+
+    g = argparse.ArgumentParser(
+        prog='python -m benchmarks.gpu_check',
+        description='Runs the benchmark (ours vs timm, bf16, channels_last, eager and compiled, GEMM fraction, '
+                    'largest batch with gradient checkpointing), the DCN benchmark, and a short training in each host '
+                    'on synthetic data; records pass/fail and figures in OUT/results.json, prints a summary table and '
+                    '(full CUDA run) writes the GPU section of --docs. Exits 1 if a step fails. --device cpu --smoke: '
+                    'the same pipeline at toy sizes (the CI dry run).')
+    g.add_argument('--device', choices=('cuda', 'cpu'), default='cuda')
+    g.add_argument('--smoke', action='store_true', help='toy sizes, CPU-safe options (the dry run)')
+    g.add_argument('--out', default='output/gpu_check', help='output folder (default output/gpu_check, git-ignored)')
+    g.add_argument('--docs', default='docs/benchmarks.md',
+                   help="markdown file whose marked GPU section a full CUDA run replaces ('' for none)")
+    g.add_argument('--skip', default='', help='comma-separated steps to skip: bench,dcn,timm,d2,mmseg')
+    g.add_argument('--merge', action='store_true',
+                   help="keep the skipped steps' results of an earlier run in --out (split a check over commands)")
+    g.add_argument('--variants', type=variant_list, default=None,
+                   help='bench variants (default dla34,dla60x,dla102; smoke dla46_c)')
+    g.add_argument('--batch-size', type=int, default=None, help='bench batch (default 256; smoke 2)')
+    g.add_argument('--memory-budget-gib', type=float, default=None,
+                   help='largest-batch search: a batch fits if its step needs at most this much (default: the '
+                        "device's memory)")
+    g.add_argument('--no-progress', action='store_true')
+    return g
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """``python -m benchmarks.gpu_check``."""
+    import dataclasses
+
+    args = build_parser().parse_args(argv)
+    sizes = SMOKE if args.smoke else FULL
+    overrides = dict(variants=tuple(args.variants) if args.variants else None, batch_size=args.batch_size,
+                     search_budget_mib=args.memory_budget_gib * 1024 if args.memory_budget_gib else None)
+    sizes = dataclasses.replace(sizes, **{k: v for k, v in overrides.items() if v is not None})
+    skip = [s.strip() for s in args.skip.split(',') if s.strip()]
+    res = run_gpu_check(args.device, smoke=args.smoke, out=args.out, skip=skip, merge=args.merge, sizes=sizes,
+                        progress=not args.no_progress)
+    table = summary_table(res)
+    with open(os.path.join(args.out, 'summary.md'), 'w') as f:
+        f.write(table + '\n')
+    print(table)
+    if args.docs and not args.smoke and args.device == 'cuda':
+        write_docs_section(args.docs, docs_section(res))
+        print(f'\nwrote the GPU section of {args.docs}')
+    elif args.docs:
+        print(f'\n{args.docs} left unchanged (only a full --device cuda run writes its GPU section)')
+    print(f"results: {os.path.join(args.out, 'results.json')}")
+    return 1 if any(s['status'] == 'fail' for s in res['steps']) else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,8 +1,7 @@
 """``run_dcn_bench`` dry run (smoke shapes): every implementation appears, ratios and tables are produced."""
 import pytest
 
-from dla_plugins.tools.bench_dcn import run_dcn_bench, to_markdown
-from dla_plugins.tools.cli import main
+from benchmarks.bench_dcn import main, run_dcn_bench, to_markdown
 
 
 def test_smoke_op_section(tmp_path):
@@ -28,5 +27,5 @@ def test_bad_arguments():
 
 @pytest.mark.slow
 def test_cli_smoke_writes_outputs(tmp_path):
-    assert main(['bench-dcn', '--smoke', '--out', str(tmp_path), '--name', 'd', '--no-progress']) == 0
+    assert main(['--smoke', '--out', str(tmp_path), '--name', 'd', '--no-progress']) == 0
     assert {p.name for p in tmp_path.iterdir()} == {'d.json', 'd.md', 'd.png'}

@@ -1,14 +1,15 @@
-"""``dla-plugins gpu-check``: the CPU dry run (``--device cpu --smoke``) runs every step of the pipeline and records
-its figures; the docs writer replaces only its marked section."""
+"""``python -m benchmarks.gpu_check``: the CPU dry run (``--device cpu --smoke``) runs every step of the pipeline and
+records its figures; the docs writer replaces only its marked section."""
 import importlib.util
 import json
+import re
 import subprocess
 import sys
 
 import pytest
 
-from dla_plugins.tools.bench import search_max
-from dla_plugins.tools.gpu_check import DOCS_BEGIN, DOCS_END, STEPS, summary_table, write_docs_section
+from benchmarks.bench import search_max
+from benchmarks.gpu_check import DOCS_BEGIN, DOCS_END, STEPS, run_gpu_check, summary_table, write_docs_section
 from tests.helpers import ROOT, subprocess_env
 
 
@@ -59,11 +60,10 @@ def test_shipped_docs_have_one_gpu_section():
     assert text.index(DOCS_BEGIN) < text.index(DOCS_END)
 
 
-def test_bad_arguments(capsys):
-    from dla_plugins.tools.cli import main
-
-    assert main(['gpu-check', '--device', 'cpu', '--smoke', '--skip', 'bench,gpu', '--no-progress']) == 2
-    assert "skip: unknown step 'gpu'; allowed: ['bench', 'dcn', 'timm', 'd2', 'mmseg']" in capsys.readouterr().err
+def test_bad_arguments():
+    with pytest.raises(ValueError, match=re.escape("skip: unknown step 'gpu'; allowed: ['bench', 'dcn', 'timm', 'd2', "
+                                                   "'mmseg']")):
+        run_gpu_check('cpu', smoke=True, skip=['bench', 'gpu'], progress=False)
 
 
 @pytest.mark.slow
@@ -71,7 +71,7 @@ def test_cpu_smoke_runs_every_step(tmp_path):
     out = tmp_path / 'gc'
     docs = tmp_path / 'benchmarks.md'
     docs.write_text(f'before\n{DOCS_BEGIN}\nNot yet run.\n{DOCS_END}\n')
-    proc = subprocess.run([sys.executable, '-m', 'dla_plugins.tools.cli', 'gpu-check', '--device', 'cpu', '--smoke',
+    proc = subprocess.run([sys.executable, '-m', 'benchmarks.gpu_check', '--device', 'cpu', '--smoke',
                            '--out', str(out), '--docs', str(docs), '--no-progress'],
                           capture_output=True, text=True, env=subprocess_env(), cwd=ROOT, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -1,15 +1,15 @@
 """Where eval time goes: torch.profiler tables of timm's DLA (channels_last) and our fused path, same weights.
 
-    PYTHONPATH=. .venv/bin/python scripts/bench_profile.py --variant dla34 --batch-size 8 --img-size 224
+    PYTHONPATH=. .venv/bin/python -m benchmarks.bench_profile --variant dla34 --batch-size 8 --img-size 224
 """
 import argparse
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from benchmarks.bench import timm_reference
 from dla_plugins import create_dla
 from dla_plugins.deploy.fuse import optimize_for_inference
-from dla_plugins.tools.bench import timm_reference
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""``dla-plugins bench-dcn``: deformable conv implementations side by side, interleaved, one process.
+"""``python -m benchmarks.bench_dcn``: deformable conv implementations side by side, interleaved, one process.
 
 Two levels: one modulated deformable conv (``deform_conv2d``: 'native', 'torchvision', mmcv's
 ``modulated_deform_conv2d`` when importable) against a plain conv of the same shape, forward and forward + backward;
@@ -7,6 +7,7 @@ plus the peak training-step memory of each (fresh subprocess per model). Every c
 round; figures are medians over rounds and ratios are medians of per-round ratios (the machine's load is shared by
 all sides within a round). Offsets are non-zero (samples fall between pixels and outside the image).
 """
+import argparse
 import copy
 import json
 import os
@@ -22,8 +23,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..dcn import deform_conv2d
-from .bench import _reset_peak_rss, _rounds, _status_mib, gemm_flops
+from benchmarks.bench import _reset_peak_rss, _rounds, _status_mib, gemm_flops
+from dla_plugins.dcn import deform_conv2d
 
 __all__ = ['run_dcn_bench', 'to_markdown', 'plot', 'OP_IMPLS']
 
@@ -106,7 +107,7 @@ def _section(fns: Dict[str, Callable[[], None]], rounds: int, warmup: int, dev: 
 
 
 def _dcn_models(variant: str, img_size: int, dev: torch.device) -> Dict[str, nn.Module]:
-    from ..seg import DLASeg
+    from dla_plugins.seg import DLASeg
 
     torch.manual_seed(0)
     conv = DLASeg(variant, num_classes=19, node_type='conv')
@@ -151,10 +152,10 @@ def _model_step(model: nn.Module, mode: str, dtype: str, x: torch.Tensor, compil
 def measure_dcn_train_memory(config: str, variant: str, batch_size: int, img_size: int,
                              device: str = 'cpu') -> Dict[str, float]:
     """Peak memory (MiB) of one DLASeg training step with ``config`` nodes, in a fresh subprocess (as ``bench``)."""
-    cmd = [sys.executable, '-m', 'dla_plugins.tools.bench_dcn', '--_memory-child', config, variant,
+    cmd = [sys.executable, '-m', 'benchmarks.bench_dcn', '--_memory-child', config, variant,
            str(batch_size), str(img_size), device]
     env = dict(os.environ)
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env['PYTHONPATH'] = root + os.pathsep + env.get('PYTHONPATH', '')
     env.setdefault('MALLOC_MMAP_THRESHOLD_', '65536')
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
@@ -322,7 +323,45 @@ def plot(result: Dict[str, Any], path: str) -> None:
     plt.close(fig)
 
 
+def build_parser() -> argparse.ArgumentParser:
+    from .measure import add_run_options
+
+    bd = argparse.ArgumentParser(prog='python -m benchmarks.bench_dcn',
+                                 description='Interleaved benchmark of deform_conv2d implementations (native, '
+                                             "torchvision, mmcv's op when importable) against a plain 3x3 conv, "
+                                             'forward and backward, and of DLASeg with deformable nodes against the '
+                                             'conv-node model. Writes NAME.json, NAME.md and NAME.png into --out.')
+    bd.add_argument('--device', default='cpu', help='cpu or cuda (default cpu)')
+    bd.add_argument('--dtypes', default='fp32', help="comma-separated of 'fp32', 'bf16', 'fp16'")
+    bd.add_argument('--compile', action='store_true', help='also torch.compile the native op and the models')
+    bd.add_argument('--op-shape', default=None, help='B,C_in,C_out,H,W of the single conv (default 2,128,64,64,64)')
+    bd.add_argument('--variant', default='dla34', help='DLASeg backbone (default dla34)')
+    bd.add_argument('--batch-size', type=int, default=2)
+    bd.add_argument('--img-size', type=int, default=128)
+    bd.add_argument('--no-model', action='store_true', help='skip the DLASeg section')
+    bd.add_argument('--smoke', action='store_true', help='tiny shapes, one round (CI dry run)')
+    add_run_options(bd, 'bench_dcn')
+    return bd
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """``python -m benchmarks.bench_dcn``."""
+    from .measure import write_results
+
+    args = build_parser().parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    shape = [int(v) for v in args.op_shape.split(',')] if args.op_shape else None
+    res = run_dcn_bench(args.device, dtypes=args.dtypes.split(','), compile=args.compile, rounds=args.rounds,
+                        warmup=args.warmup, smoke=args.smoke, op_shape=shape, variant=args.variant,
+                        batch_size=args.batch_size, img_size=args.img_size, model=not args.no_model,
+                        memory=not args.no_memory, progress=not args.no_progress)
+    return write_results(res, args.out, args.name, to_markdown, plot)
+
+
 if __name__ == '__main__':
     if len(sys.argv) == 7 and sys.argv[1] == '--_memory-child':
         a = sys.argv[2:]
         print(json.dumps(_memory_child(a[0], a[1], int(a[2]), int(a[3]), a[4])))
+    else:
+        sys.exit(main())

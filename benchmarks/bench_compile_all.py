@@ -3,7 +3,7 @@
 fullgraph=True raises on any graph break, so a pass means one graph. The default backend 'eager' checks Dynamo's
 capture only (fast on CPU); ``--backend inductor`` also generates code and compares outputs.
 
-    PYTHONPATH=. .venv/bin/python scripts/bench_compile_all.py [--backend inductor] [--variants dla34,dla60x]
+    PYTHONPATH=. .venv/bin/python -m benchmarks.bench_compile_all [--backend inductor] [--variants dla34,dla60x]
 """
 import argparse
 import sys
