@@ -6,97 +6,26 @@ machine's load in every round). Peak training memory is measured in a fresh subp
 the peak RSS during one training step; CUDA: ``torch.cuda.max_memory_allocated``).
 """
 import argparse
+import copy
 import functools
-import json
-import os
-import platform
-import resource
 import statistics
-import subprocess
 import sys
-import time
-from contextlib import nullcontext
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ['run_bench', 'gemm_flops', 'measure_train_memory', 'max_train_batch', 'search_max', 'to_markdown', 'plot']
+from benchmarks import measure
+
+__all__ = ['run_bench', 'measure_train_memory', 'max_train_batch', 'to_markdown', 'plot', 'main']
 
 DTYPES = ('fp32', 'bf16')
 FORMATS = {'nchw': torch.contiguous_format, 'cl': torch.channels_last}
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
-
-
-def timm_reference(name: str, **kwargs: Any) -> nn.Module:
-    """timm's built-in DLA, from ``timm.models.dla`` itself (the registry may hold ours via timm_ext)."""
-    import timm.models.dla as timm_dla
-
-    if not hasattr(timm_dla, name):
-        raise ValueError(f'variant: timm has no DLA named {name!r}')
-    return getattr(timm_dla, name)(**kwargs)
-
-
-def gemm_flops(device: torch.device, dtype: torch.dtype = torch.float32, n: Optional[int] = None,
-               iters: int = 10) -> float:
-    """Measured dense-GEMM throughput (FLOP/s, 2 flops per multiply-add): the machine's practical ceiling.
-
-    ``n`` (square matrices) defaults to 8192 on CUDA (large enough to saturate a data-centre GPU's tensor cores)
-    and 1024 on the CPU; the best of ``iters`` timed products is reported.
-    """
-    device = torch.device(device)
-    if n is None:
-        n = 8192 if device.type == 'cuda' else 1024
-    a = torch.randn(n, n, device=device, dtype=dtype)
-    b = torch.randn(n, n, device=device, dtype=dtype)
-    for _ in range(2):
-        a @ b
-    _sync(device)
-    times = []
-    for _ in range(iters):
-        t0 = time.perf_counter()
-        a @ b
-        _sync(device)
-        times.append(time.perf_counter() - t0)
-    return 2 * n ** 3 / min(times)
-
-
-def _autocast(device: torch.device, dtype: str):
-    if dtype == 'bf16':
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return nullcontext()
-
-
-def _rounds(fns: Dict[str, Callable[[], Any]], rounds: int, warmup: int, device: torch.device, desc: str,
-            progress: bool) -> Dict[str, List[float]]:
-    from tqdm.auto import tqdm
-
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    _sync(device)
-    times: Dict[str, List[float]] = {k: [] for k in fns}
-    for _ in tqdm(range(rounds), desc=desc, disable=not progress, leave=False):
-        for k, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            _sync(device)
-            times[k].append(time.perf_counter() - t0)
-    return times
-
-
 def _best(times: Dict[str, List[float]], keys: Sequence[str]) -> str:
     return min(keys, key=lambda k: statistics.median(times[k]))
-
-
-def _paired_ratio(times: Dict[str, List[float]], ours: str, theirs: str) -> float:
-    """Median over rounds of time(theirs)/time(ours): > 1 means ours is faster."""
-    return statistics.median(t / o for t, o in zip(times[theirs], times[ours]))
 
 
 @functools.cache
@@ -125,40 +54,7 @@ def measure_train_memory(impl: str, variant: str, batch_size: int, img_size: int
         raise ValueError(f'dtype: unknown dtype {dtype!r}; allowed: {list(DTYPES)}')
     spec = dict(impl=impl, variant=variant, batch_size=batch_size, img_size=img_size, device=device,
                 memory_format=memory_format, grad_checkpointing=grad_checkpointing, dtype=dtype)
-    cmd = [sys.executable, '-m', 'benchmarks.bench', '--_memory-child', json.dumps(spec)]
-    env = dict(os.environ)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env['PYTHONPATH'] = root + os.pathsep + env.get('PYTHONPATH', '')
-    env.setdefault('MALLOC_MMAP_THRESHOLD_', '65536')  # large blocks are mmapped and unmapped on free: RSS ~ live
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
-    if out.returncode != 0:
-        raise RuntimeError(f'memory measurement failed for {impl}/{variant}: {out.stderr[-2000:]}')
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def search_max(fits: Callable[[int], bool], start: int, limit: int, resolution: float = 0.05,
-               max_probes: int = 16) -> Tuple[int, Optional[int]]:
-    """(largest n known to fit, smallest n known not to fit or None) for a monotone ``fits``: doubling from
-    ``start`` up to ``limit``, then bisection until the bracket is within ``resolution`` of the answer (or 1), with
-    at most ``max_probes`` calls of ``fits``."""
-    lo, hi, n, probes = 0, None, start, 0
-    while hi is None and probes < max_probes:
-        probes += 1
-        if fits(n):
-            lo = n
-            if n >= limit:
-                break
-            n = min(2 * n, limit)
-        else:
-            hi = n
-    while hi is not None and hi - lo > max(1, int(resolution * lo)) and probes < max_probes:
-        probes += 1
-        mid = (lo + hi) // 2
-        if fits(mid):
-            lo = mid
-        else:
-            hi = mid
-    return lo, hi
+    return measure.run_child('benchmarks.bench', spec)
 
 
 def max_train_batch(impl: str, variant: str, img_size: int, device: str = 'cuda', memory_format: str = 'cl',
@@ -184,28 +80,10 @@ def max_train_batch(impl: str, variant: str, img_size: int, device: str = 'cuda'
         probes.append(dict(batch_size=batch, fits=ok, **r))
         return ok
 
-    lo, hi = search_max(fits, start, limit, resolution, max_probes)
+    lo, hi = measure.search_max(fits, start, limit, resolution, max_probes)
     return dict(impl=impl, variant=variant, img_size=img_size, memory_format=memory_format, dtype=dtype,
                 grad_checkpointing=grad_checkpointing, budget_mib=budget_mib, max_batch=lo,
                 first_failing=hi, probes=probes)
-
-
-def _status_mib(field: str) -> float:
-    with open('/proc/self/status') as f:
-        for line in f:
-            if line.startswith(field + ':'):
-                return int(line.split()[1]) / 1024  # kB
-    raise RuntimeError(f'/proc/self/status has no {field}')
-
-
-def _reset_peak_rss() -> bool:
-    """Reset the kernel's peak-RSS mark (VmHWM) of this process; False where that is not possible."""
-    try:
-        with open('/proc/self/clear_refs', 'w') as f:
-            f.write('5')
-        return True
-    except OSError:
-        return False
 
 
 def _memory_child(impl: str, variant: str, batch_size: int, img_size: int, device: str, memory_format: str,
@@ -217,41 +95,14 @@ def _memory_child(impl: str, variant: str, batch_size: int, img_size: int, devic
         model.set_grad_checkpointing(True)
     fmt = FORMATS[memory_format]
     model = model.to(memory_format=fmt)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     x = torch.randn(batch_size, 3, img_size, img_size, device=dev).contiguous(memory_format=fmt)
     y = torch.randint(0, 1000, (batch_size,), device=dev)
-
-    def step() -> None:
-        with _autocast(dev, dtype):
-            loss = F.cross_entropy(model(x).float(), y)
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-
-    if dev.type == 'cuda':  # an out-of-memory error is reported by the caller (see __main__)
-        step()  # warm-up at full size: optimizer state, cuDNN workspaces, allocator pools
-        torch.cuda.synchronize(dev)
-        torch.cuda.reset_peak_memory_stats(dev)
-        before = torch.cuda.memory_allocated(dev)
-        step()
-        torch.cuda.synchronize(dev)
-        peak = (torch.cuda.max_memory_allocated(dev) - before) / 2 ** 20
-        return dict(peak_mib=round(peak, 1), total_mib=round(torch.cuda.max_memory_allocated(dev) / 2 ** 20, 1),
-                    device_mib=round(torch.cuda.get_device_properties(dev).total_memory / 2 ** 20, 1))
-    step()  # warm-up at full size: optimizer state, oneDNN primitive caches, allocator pools
-    reset = _reset_peak_rss()
-    before = _status_mib('VmRSS')
-    step()
-    if reset:
-        peak = _status_mib('VmHWM') - before
-    else:  # no /proc/self/clear_refs: the process-lifetime peak (includes the warm-up step)
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - before
-    return dict(peak_mib=round(peak, 1))
+    return measure.step_peak_mib(_step_fn(model, 'train', dtype, x, y, dev, lr=0.01), dev)
 
 
 def _build(impl: str, variant: str) -> nn.Module:
     if impl == 'timm':
-        return timm_reference(variant)
+        return measure.timm_reference(variant)
     from dla_plugins.factory import create_dla
 
     return create_dla(variant)
@@ -283,25 +134,16 @@ def run_bench(variants: Sequence[str] = ('dla34',), batch_size: int = 8, img_siz
     if dev.type == 'cuda':
         torch.backends.cudnn.benchmark = True
     result: Dict[str, Any] = dict(
-        machine=dict(platform=platform.platform(), processor=platform.processor() or platform.machine(),
-                     cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads(), device=str(dev),
-                     device_name=torch.cuda.get_device_name(dev) if dev.type == 'cuda' else platform.machine(),
-                     loadavg_start=list(os.getloadavg())),
-        versions=dict(python=platform.python_version(), torch=torch.__version__),
+        **measure.machine(dev, timm=measure.dist_version('timm')),
         settings=dict(variants=list(variants), batch_size=batch_size, img_size=img_size, modes=list(modes),
                       dtypes=list(dtypes), formats=list(formats), compile=compile, rounds=rounds, warmup=warmup,
                       compile_backend=compile_backend if compile else None),
-        gemm_flops={d: gemm_flops(dev, torch.float32 if d == 'fp32' else torch.bfloat16, gemm_size) for d in dtypes},
+        gemm_flops={d: measure.gemm_flops(dev, torch.float32 if d == 'fp32' else torch.bfloat16, gemm_size)
+                    for d in dtypes},
         results=[])
-    try:
-        import timm
-
-        result['versions']['timm'] = timm.__version__
-    except ImportError:
-        pass
     for name in variants:
         torch.manual_seed(0)
-        theirs = timm_reference(name).to(dev)
+        theirs = measure.timm_reference(name).to(dev)
         from dla_plugins.factory import create_dla
 
         ours = create_dla(name).to(dev)
@@ -331,8 +173,7 @@ def run_bench(variants: Sequence[str] = ('dla34',), batch_size: int = 8, img_siz
             mem['ckpt_vs_timm'] = (mem['ours_grad_ckpt']['peak_mib'] / max(mem['timm']['peak_mib'], 1e-9)
                                    if fit else None)  # None: a side ran out of GPU memory
             result['results'].append(dict(variant=name, mode='train_memory', memory_format=fmt, dtype=mdt, **mem))
-    result['machine']['loadavg_end'] = list(os.getloadavg())
-    return result
+    return measure.finish(result)
 
 
 def _bench_one(name, mode, dtype, ours, theirs, x, y, formats, compile, rounds, warmup, dev, progress,
@@ -346,10 +187,7 @@ def _bench_one(name, mode, dtype, ours, theirs, x, y, formats, compile, rounds, 
     xs = {f: x.contiguous(memory_format=FORMATS[f]) for f in formats}
     for f in formats:
         for side, base in (('ours', ours), ('timm', theirs)):
-            m = base.to(memory_format=FORMATS[f])
-            import copy
-
-            m = copy.deepcopy(m)
+            m = copy.deepcopy(base.to(memory_format=FORMATS[f]))
             variants = [('', m)]
             if mode == 'eval' and side == 'ours':
                 variants.append(('fused', optimize_for_inference(base, memory_format='channels_last' if f == 'cl'
@@ -362,7 +200,7 @@ def _bench_one(name, mode, dtype, ours, theirs, x, y, formats, compile, rounds, 
                 fns[key] = _step_fn(mod, mode, dtype, xs[f], y, dev)
                 sides[side].append(key)
     desc = f'{name} {mode} {dtype}' + (' compiled' if compile else '')
-    times = _rounds(fns, rounds, warmup, dev, desc, progress)
+    times = measure.interleaved(fns, rounds, warmup, dev, desc, progress)
     best = {s: _best(times, ks) for s, ks in sides.items()}
     bs = x.shape[0]
     entry: Dict[str, Any] = dict(variant=name, mode=mode, dtype=dtype, compiled=bool(compile),
@@ -371,23 +209,24 @@ def _bench_one(name, mode, dtype, ours, theirs, x, y, formats, compile, rounds, 
     for side in ('ours', 'timm'):
         med = statistics.median(times[best[side]])
         entry[side] = dict(best=best[side], best_s=med, img_s=bs / med)
-    entry['speedup'] = _paired_ratio(times, best['ours'], best['timm'])
+    entry['speedup'] = measure.median_ratio(times[best['timm']], times[best['ours']])
     return entry
 
 
-def _step_fn(model: nn.Module, mode: str, dtype: str, x: torch.Tensor, y: torch.Tensor, dev: torch.device):
+def _step_fn(model: nn.Module, mode: str, dtype: str, x: torch.Tensor, y: torch.Tensor, dev: torch.device,
+             lr: float = 1e-4) -> Callable[[], Any]:
     if mode == 'eval':
         model.eval()
 
         def run():
-            with torch.inference_mode(), _autocast(dev, dtype):
+            with torch.inference_mode(), measure.autocast(dev, dtype):
                 return model(x)
         return run
     model.train()
-    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-4, momentum=0.9)
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr, momentum=0.9)
 
     def step():
-        with _autocast(dev, dtype):
+        with measure.autocast(dev, dtype):
             loss = F.cross_entropy(model(x).float(), y)
         loss.backward()
         opt.step()
@@ -428,38 +267,22 @@ def to_markdown(result: Dict[str, Any]) -> str:
 
 def plot(result: Dict[str, Any], path: str) -> None:
     """Bar chart of img/s, ours vs timm, one group per (variant, mode, dtype, compiled)."""
-    import matplotlib
-
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-
     rows = [r for r in result['results'] if r['mode'] != 'train_memory']
-    labels = [f"{r['variant']}\n{r['mode']} {r['dtype']}" + ('\ncompiled' if r['compiled'] else '') for r in rows]
-    xs = range(len(rows))
-    fig, ax = plt.subplots(figsize=(max(4, 1.4 * len(rows) + 1), 4))
-    ax.bar([i - 0.2 for i in xs], [r['ours']['img_s'] for r in rows], 0.4, label='dla_plugins (best config)')
-    ax.bar([i + 0.2 for i in xs], [r['timm']['img_s'] for r in rows], 0.4, label='timm (best config)')
-    for i, r in enumerate(rows):
-        ax.text(i, max(r['ours']['img_s'], r['timm']['img_s']), f"{r['speedup']:.2f}x", ha='center', va='bottom')
-    ax.set_xticks(list(xs))
-    ax.set_xticklabels(labels, fontsize=8)
-    ax.set_ylabel('images / s')
     s = result['settings']
-    ax.set_title(f"DLA throughput, batch {s['batch_size']}, {s['img_size']}px, {result['machine']['device']}")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    measure.bar_chart(path, [f"{r['variant']}\n{r['mode']} {r['dtype']}" + ('\ncompiled' if r['compiled'] else '')
+                     for r in rows],
+              {'dla_plugins (best config)': [r['ours']['img_s'] for r in rows],
+               'timm (best config)': [r['timm']['img_s'] for r in rows]}, 'images / s',
+              f"DLA throughput, batch {s['batch_size']}, {s['img_size']}px, {result['machine']['device']}",
+              labels=[f"{r['speedup']:.2f}x" for r in rows])
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .measure import add_run_options, variant_list
-
     b = argparse.ArgumentParser(prog='python -m benchmarks.bench',
                                 description="Interleaved benchmark of ours vs timm's DLA (same weights, same process). "
                                             'Each side is reported at its best configuration; ratios are medians of '
                                             'per-round ratios. Writes NAME.json, NAME.md and NAME.png into --out.')
-    b.add_argument('--variants', type=variant_list, default=['dla34'], help='comma-separated (default dla34)')
+    b.add_argument('--variants', type=measure.variant_list, default=['dla34'], help='comma-separated (default dla34)')
     b.add_argument('--batch-size', type=int, default=8)
     b.add_argument('--img-size', type=int, default=224)
     b.add_argument('--modes', default='eval,train', help="comma-separated of 'eval', 'train'")
@@ -467,14 +290,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument('--formats', default='nchw,cl', help="memory formats: comma-separated of 'nchw', 'cl'")
     b.add_argument('--compile', action='store_true', help='torch.compile both sides (slow on CPU)')
     b.add_argument('--device', default=None, help='cpu or cuda (default: cuda if available)')
-    add_run_options(b, 'bench')
+    measure.add_run_options(b, 'bench')
     return b
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     """``python -m benchmarks.bench``."""
-    from .measure import write_results
-
     args = build_parser().parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -482,15 +303,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                     dtypes=args.dtypes.split(','), formats=args.formats.split(','), compile=args.compile,
                     rounds=args.rounds, warmup=args.warmup, memory=not args.no_memory, device=args.device,
                     progress=not args.no_progress)
-    return write_results(res, args.out, args.name, to_markdown, plot)
+    return measure.write_results(res, args.out, args.name, to_markdown, plot)
 
 
 if __name__ == '__main__':
-    if len(sys.argv) == 3 and sys.argv[1] == '--_memory-child':
-        try:
-            res = _memory_child(**json.loads(sys.argv[2]))
-        except torch.OutOfMemoryError:
-            res = dict(oom=True)
-        print(json.dumps(res))
-    else:
+    if not measure.child_main(_memory_child):
         sys.exit(main())

@@ -9,28 +9,21 @@ all sides within a round). Offsets are non-zero (samples fall between pixels and
 """
 import argparse
 import copy
-import json
-import os
-import platform
-import resource
 import statistics
-import subprocess
 import sys
-from contextlib import nullcontext
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from benchmarks.bench import _reset_peak_rss, _rounds, _status_mib, gemm_flops
+from benchmarks import measure
 from dla_plugins.dcn import deform_conv2d
 
 __all__ = ['run_dcn_bench', 'to_markdown', 'plot', 'OP_IMPLS']
 
 OP_IMPLS = ('conv', 'native', 'torchvision', 'mmcv')
 NODE_CONFIGS = ('conv', 'dcn-native', 'dcn-torchvision')
-_DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 # (batch, C_in, C_out, H, W): the DLA-Up node of the issue (2 * 64 -> 64 channels at stride 4 of a 256px image)
 OP_SHAPE = (2, 128, 64, 64, 64)
 SMOKE_OP_SHAPE = (1, 16, 8, 12, 12)
@@ -93,16 +86,14 @@ def _section(fns: Dict[str, Callable[[], None]], rounds: int, warmup: int, dev: 
              progress: bool, base: str) -> Dict[str, Any]:
     errors = {k: e for k, e in ((k, _try(f)) for k, f in fns.items()) if e is not None}
     ok = {k: f for k, f in fns.items() if k not in errors}
-    times = _rounds(ok, rounds, max(warmup - 1, 0), dev, desc, progress)
+    times = measure.interleaved(ok, rounds, max(warmup - 1, 0), dev, desc, progress)
     out: Dict[str, Any] = dict(median_ms={k: 1e3 * statistics.median(v) for k, v in times.items()},
                                unsupported=errors)
     if base in times:
-        out[f'ratio_vs_{base}'] = {k: statistics.median(a / b for a, b in zip(v, times[base]))
-                                   for k, v in times.items()}
+        out[f'ratio_vs_{base}'] = {k: measure.median_ratio(v, times[base]) for k, v in times.items()}
     if 'native' in times or 'dcn-native' in times:
         nat = 'native' if 'native' in times else 'dcn-native'
-        out['speedup_of_native'] = {k: statistics.median(a / b for a, b in zip(v, times[nat]))
-                                    for k, v in times.items() if k != nat}
+        out['speedup_of_native'] = {k: measure.median_ratio(v, times[nat]) for k, v in times.items() if k != nat}
     return out
 
 
@@ -126,22 +117,19 @@ def _dcn_models(variant: str, img_size: int, dev: torch.device) -> Dict[str, nn.
 
 
 def _model_step(model: nn.Module, mode: str, dtype: str, x: torch.Tensor, compile: bool) -> Callable[[], None]:
-    def autocast() -> Any:
-        return nullcontext() if dtype == 'fp32' else torch.autocast(x.device.type, dtype=_DTYPES[dtype])
-
     fwd = torch.compile(model, fullgraph=True) if compile else model
     if mode == 'eval':
         model.eval()
 
         def run() -> None:
-            with torch.no_grad(), autocast():
+            with torch.no_grad(), measure.autocast(x.device, dtype):
                 fwd(x)
         return run
     model.train()
     opt = torch.optim.SGD(model.parameters(), lr=1e-5)
 
     def step() -> None:
-        with autocast():
+        with measure.autocast(x.device, dtype):
             loss = fwd(x).float().square().mean()
         loss.backward()
         opt.step()
@@ -152,35 +140,15 @@ def _model_step(model: nn.Module, mode: str, dtype: str, x: torch.Tensor, compil
 def measure_dcn_train_memory(config: str, variant: str, batch_size: int, img_size: int,
                              device: str = 'cpu') -> Dict[str, float]:
     """Peak memory (MiB) of one DLASeg training step with ``config`` nodes, in a fresh subprocess (as ``bench``)."""
-    cmd = [sys.executable, '-m', 'benchmarks.bench_dcn', '--_memory-child', config, variant,
-           str(batch_size), str(img_size), device]
-    env = dict(os.environ)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env['PYTHONPATH'] = root + os.pathsep + env.get('PYTHONPATH', '')
-    env.setdefault('MALLOC_MMAP_THRESHOLD_', '65536')
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
-    if out.returncode != 0:
-        raise RuntimeError(f'memory measurement failed for {config}/{variant}: {out.stderr[-2000:]}')
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return measure.run_child('benchmarks.bench_dcn', dict(config=config, variant=variant, batch_size=batch_size,
+                                                  img_size=img_size, device=device))
 
 
 def _memory_child(config: str, variant: str, batch_size: int, img_size: int, device: str) -> Dict[str, float]:
     dev = torch.device(device)
     model = _dcn_models(variant, img_size, dev)[config]
     step = _model_step(model, 'train', 'fp32', torch.randn(batch_size, 3, img_size, img_size, device=dev), False)
-    step()
-    if dev.type == 'cuda':
-        torch.cuda.synchronize(dev)
-        torch.cuda.reset_peak_memory_stats(dev)
-        before = torch.cuda.memory_allocated(dev)
-        step()
-        torch.cuda.synchronize(dev)
-        return dict(peak_mib=round((torch.cuda.max_memory_allocated(dev) - before) / 2 ** 20, 1))
-    reset = _reset_peak_rss()
-    before = _status_mib('VmRSS')
-    step()
-    peak = _status_mib('VmHWM') if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return dict(peak_mib=round(peak - before, 1))
+    return measure.step_peak_mib(step, dev)
 
 
 def run_dcn_bench(device: str = 'cpu', dtypes: Sequence[str] = ('fp32',), compile: bool = False, rounds: int = 5,
@@ -199,8 +167,8 @@ def run_dcn_bench(device: str = 'cpu', dtypes: Sequence[str] = ('fp32',), compil
         memory: include peak training-step memory of the three DLASeg configurations.
     """
     for d in dtypes:
-        if d not in _DTYPES:
-            raise ValueError(f'dtypes: unknown dtype {d!r}; allowed: {list(_DTYPES)}')
+        if d not in measure.DTYPES:
+            raise ValueError(f'dtypes: unknown dtype {d!r}; allowed: {list(measure.DTYPES)}')
     if device not in ('cpu', 'cuda') and not device.startswith('cuda:'):
         raise ValueError(f"device: expected 'cpu' or 'cuda', got {device!r}")
     dev = torch.device(device)
@@ -211,23 +179,15 @@ def run_dcn_bench(device: str = 'cpu', dtypes: Sequence[str] = ('fp32',), compil
         raise ValueError(f'op_shape: expected (batch, C_in, C_out, H, W), got {shape}')
     mmcv_op = _mmcv_op()
     result: Dict[str, Any] = dict(
-        machine=dict(platform=platform.platform(), cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads(),
-                     device=str(dev), device_name=torch.cuda.get_device_name(dev) if dev.type == 'cuda'
-                     else platform.machine(), loadavg_start=list(os.getloadavg())),
-        versions=dict(python=platform.python_version(), torch=torch.__version__),
+        **measure.machine(dev, torchvision=measure.dist_version('torchvision')),
         settings=dict(dtypes=list(dtypes), compile=compile, rounds=rounds, warmup=warmup, smoke=smoke,
                       op_shape=list(shape), variant=variant, batch_size=batch_size, img_size=img_size),
-        gemm_gflops=gemm_flops(dev, n=256 if smoke else 1024) / 1e9, mmcv=mmcv_op is not None, ops=[], models=[])
-    try:
-        import torchvision
-
-        result['versions']['torchvision'] = torchvision.__version__
-    except ImportError:
-        pass
+        gemm_gflops=measure.gemm_flops(dev, n=256 if smoke else 1024) / 1e9, mmcv=mmcv_op is not None, ops=[],
+        models=[])
     n, cin, cout, h, w = shape
     conv_gflop = 2 * n * cout * cin * 9 * h * w / 1e9
     for dtype in dtypes:
-        t = _op_inputs(shape, dev, _DTYPES[dtype])
+        t = _op_inputs(shape, dev, measure.DTYPES[dtype])
         impls: List[Tuple[str, str, bool]] = [(i, i, False) for i in OP_IMPLS if i != 'mmcv' or mmcv_op]
         if compile:
             impls.append(('native+compile', 'native', True))
@@ -250,8 +210,7 @@ def run_dcn_bench(device: str = 'cpu', dtypes: Sequence[str] = ('fp32',), compil
         if memory:
             result['train_memory_mib'] = {k: measure_dcn_train_memory(k, variant, batch_size, img_size,
                                                                       str(dev))['peak_mib'] for k in models}
-    result['machine']['loadavg_end'] = list(os.getloadavg())
-    return result
+    return measure.finish(result)
 
 
 def _cell(sec: Dict[str, Any], key: str) -> str:
@@ -298,34 +257,15 @@ def to_markdown(result: Dict[str, Any]) -> str:
 
 def plot(result: Dict[str, Any], path: str) -> None:
     """Bar chart: time relative to the plain conv (op level) and to the conv-node DLASeg (model level)."""
-    import matplotlib
-
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-
     secs = [('op', s) for s in result['ops']] + [('DLASeg', s) for s in result['models']]
     secs = [(lvl, s) for lvl, s in secs if 'ratio_vs_conv' in s]
     keys = sorted({k for _, s in secs for k in s['ratio_vs_conv'] if k != 'conv'})
-    fig, ax = plt.subplots(figsize=(max(5, 1.6 * len(secs) + 1), 4))
-    width = 0.8 / max(len(keys), 1)
-    for j, k in enumerate(keys):
-        xs = [i + (j - (len(keys) - 1) / 2) * width for i in range(len(secs))]
-        ax.bar(xs, [s['ratio_vs_conv'].get(k, 0) for _, s in secs], width, label=k)
-    ax.axhline(1, color='k', lw=0.8)
-    ax.set_xticks(list(range(len(secs))))
-    ax.set_xticklabels([f"{lvl}\n{s['mode']} {s['dtype']}" for lvl, s in secs], fontsize=8)
-    ax.set_ylabel('time / plain-conv time')
-    ax.set_yscale('log')
-    ax.set_title(f"deformable conv vs plain conv, {result['machine']['device']}")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    measure.bar_chart(path, [f"{lvl}\n{s['mode']} {s['dtype']}" for lvl, s in secs],
+              {k: [s['ratio_vs_conv'].get(k, 0) for _, s in secs] for k in keys}, 'time / plain-conv time',
+              f"deformable conv vs plain conv, {result['machine']['device']}", log=True, hline=1)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .measure import add_run_options
-
     bd = argparse.ArgumentParser(prog='python -m benchmarks.bench_dcn',
                                  description='Interleaved benchmark of deform_conv2d implementations (native, '
                                              "torchvision, mmcv's op when importable) against a plain 3x3 conv, "
@@ -340,14 +280,12 @@ def build_parser() -> argparse.ArgumentParser:
     bd.add_argument('--img-size', type=int, default=128)
     bd.add_argument('--no-model', action='store_true', help='skip the DLASeg section')
     bd.add_argument('--smoke', action='store_true', help='tiny shapes, one round (CI dry run)')
-    add_run_options(bd, 'bench_dcn')
+    measure.add_run_options(bd, 'bench_dcn')
     return bd
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     """``python -m benchmarks.bench_dcn``."""
-    from .measure import write_results
-
     args = build_parser().parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -356,12 +294,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                         warmup=args.warmup, smoke=args.smoke, op_shape=shape, variant=args.variant,
                         batch_size=args.batch_size, img_size=args.img_size, model=not args.no_model,
                         memory=not args.no_memory, progress=not args.no_progress)
-    return write_results(res, args.out, args.name, to_markdown, plot)
+    return measure.write_results(res, args.out, args.name, to_markdown, plot)
 
 
 if __name__ == '__main__':
-    if len(sys.argv) == 7 and sys.argv[1] == '--_memory-child':
-        a = sys.argv[2:]
-        print(json.dumps(_memory_child(a[0], a[1], int(a[2]), int(a[3]), a[4])))
-    else:
+    if not measure.child_main(_memory_child):
         sys.exit(main())

@@ -20,7 +20,6 @@ loss to fall and each metric to beat chance. The speed goals are recorded, never
 import argparse
 import gc
 import glob
-import importlib.metadata
 import json
 import os
 import platform
@@ -35,13 +34,16 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
+from benchmarks.bench import max_train_batch, run_bench, to_markdown
+from benchmarks.bench_dcn import run_dcn_bench
+from benchmarks.measure import ROOT, child_env, dist_version, variant_list
+
 __all__ = ['STEPS', 'DOCS_BEGIN', 'DOCS_END', 'Sizes', 'FULL', 'SMOKE', 'run_gpu_check', 'summary_table',
            'docs_section', 'write_docs_section', 'environment']
 
 STEPS = ('bench', 'dcn', 'timm', 'd2', 'mmseg')
 DOCS_BEGIN = '<!-- gpu-check:begin (written by `python -m benchmarks.gpu_check`; edits inside are replaced) -->'
 DOCS_END = '<!-- gpu-check:end -->'
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHAPES_CHANCE = 0.25  # 4 balanced shape classes
 
 
@@ -98,22 +100,15 @@ SMOKE = Sizes(smoke=True, variants=('dla46_c',), batch_size=2, img_size=32, form
               mmseg_arch='dla46_c', mmseg_img=32, mmseg_batch=4, mmseg_iters=20, mmseg_images=(8, 4))
 
 
-def _version(dist: str) -> Optional[str]:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
 def environment(device: str) -> Dict[str, Any]:
     """Device, driver and versions (hosts read from their installed metadata, not imported)."""
-    env: Dict[str, Any] = dict(device=device, python=platform.python_version(), platform=platform.platform(),
+    env: Dict[str, Any] = dict(device=device, python=platform.pythondist_version(), platform=platform.platform(),
                                cpu_count=os.cpu_count(), torch=torch.__version__, cuda=torch.version.cuda,
                                date=time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()))
     for key, dist in (('torchvision', 'torchvision'), ('timm', 'timm'), ('numpy', 'numpy'), ('mmcv', 'mmcv'),
                       ('mmengine', 'mmengine'), ('mmseg', 'mmsegmentation'), ('fvcore', 'fvcore')):
-        env[key] = _version(dist)
-    env['detectron2'] = _version('sal-detectron2') or _version('detectron2')
+        env[key] = dist_version(dist)
+    env['detectron2'] = dist_version('sal-detectron2') or dist_version('detectron2')
     if device.startswith('cuda'):
         props = torch.cuda.get_device_properties(torch.device(device))
         env.update(device_name=props.name, device_memory_gib=round(props.total_memory / 2 ** 30, 1),
@@ -129,8 +124,7 @@ def environment(device: str) -> Dict[str, Any]:
 
 # ---------------------------------------------------------------------------------------------------------- helpers
 def _child_env(device: str) -> Dict[str, str]:
-    env = dict(os.environ)
-    env['PYTHONPATH'] = os.pathsep.join(filter(None, [ROOT, env.get('PYTHONPATH')]))
+    env = child_env()
     if device == 'cpu':
         env.setdefault('OMP_NUM_THREADS', '1')  # tiny CPU steps: one thread beats oversubscribed ones
     return env
@@ -179,8 +173,6 @@ def _training_result(losses: Sequence[float], metric_name: str, metric: Optional
 # ------------------------------------------------------------------------------------------------------------ steps
 def step_bench(device: str, sizes: Sizes, out: str) -> Dict[str, Any]:
     """Throughput (eager and compiled), memory and the largest batch, ours vs timm; figures + recorded goals."""
-    from benchmarks.bench import max_train_batch, run_bench, to_markdown
-
     common = dict(batch_size=sizes.batch_size, img_size=sizes.img_size, modes=('train', 'eval'), dtypes=('bf16',),
                   formats=sizes.formats, rounds=sizes.rounds, warmup=sizes.warmup, device=device, progress=False,
                   gemm_size=sizes.gemm_size)
@@ -240,19 +232,10 @@ def step_bench(device: str, sizes: Sizes, out: str) -> Dict[str, Any]:
 
 
 def step_dcn(device: str, sizes: Sizes, out: str) -> Dict[str, Any]:
-    """The deformable-conv benchmark (native vs torchvision), eager and compiled, when this build has it."""
-    import inspect
-
-    try:
-        from benchmarks.bench_dcn import run_dcn_bench
-    except ImportError:
-        return dict(status='skipped', note='DCN bench not available in this build '
-                                           '(benchmarks.bench_dcn.run_dcn_bench)')
+    """The deformable-conv benchmark (native vs torchvision), eager and compiled."""
     smoke = sizes.smoke
     kwargs: Dict[str, Any] = dict(device=device, dtypes=('fp32',) if device == 'cpu' else ('fp32', 'bf16'),
-                                  rounds=sizes.dcn_rounds)
-    if 'smoke' in inspect.signature(run_dcn_bench).parameters:
-        kwargs['smoke'] = smoke
+                                  rounds=sizes.dcn_rounds, smoke=smoke)
     results = {'eager': run_dcn_bench(compile=False, **kwargs)}
     if not smoke:  # inductor on a CPU compiles C++ for minutes: the smoke run proves the eager path only
         results['compiled'] = run_dcn_bench(compile=True, **kwargs)
@@ -533,8 +516,6 @@ def write_docs_section(path: str, text: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .measure import variant_list
-
     g = argparse.ArgumentParser(
         prog='python -m benchmarks.gpu_check',
         description='Runs the benchmark (ours vs timm, bf16, channels_last, eager and compiled, GEMM fraction, '

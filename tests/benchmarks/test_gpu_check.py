@@ -1,6 +1,5 @@
 """``python -m benchmarks.gpu_check``: the CPU dry run (``--device cpu --smoke``) runs every step of the pipeline and
 records its figures; the docs writer replaces only its marked section."""
-import importlib.util
 import json
 import re
 import subprocess
@@ -8,8 +7,8 @@ import sys
 
 import pytest
 
-from benchmarks.bench import search_max
 from benchmarks.gpu_check import DOCS_BEGIN, DOCS_END, STEPS, run_gpu_check, summary_table, write_docs_section
+from benchmarks.measure import search_max
 from tests.helpers import ROOT, subprocess_env
 
 
@@ -94,10 +93,7 @@ def test_cpu_smoke_runs_every_step(tmp_path):
     assert set(bench['goals']) == {'train_cl_vs_timm_eager', 'train_fraction_of_bf16_gemm',
                                    'compile_without_graph_breaks', 'ckpt_max_batch_vs_timm'}
 
-    if importlib.util.find_spec('dla_plugins.tools.bench_dcn') is None:
-        assert steps['dcn']['status'] == 'skipped' and 'DCN bench not available' in steps['dcn']['note']
-    else:
-        assert steps['dcn']['status'] == 'pass', steps['dcn']
+    assert steps['dcn']['status'] == 'pass', steps['dcn']
 
     for name, metric in (('timm', 'val accuracy'), ('d2', 'bbox AP'), ('mmseg', 'val mIoU')):
         step = steps[name]
