@@ -23,6 +23,8 @@ from typing import Any, Callable, ContextManager, Dict, List, Mapping, Optional,
 import torch
 import torch.nn as nn
 
+from dla_plugins.tools.cli import variant_list
+
 __all__ = ['ROOT', 'DTYPES', 'sync', 'autocast', 'timm_reference', 'gemm_flops', 'interleaved', 'median_ratio',
            'dist_version', 'machine', 'finish', 'step_peak_mib', 'child_env', 'run_child', 'child_main', 'search_max',
            'bar_chart', 'variant_list', 'add_run_options', 'write_results']
@@ -245,16 +247,6 @@ def bar_chart(path: str, groups: Sequence[str], series: Mapping[str, Sequence[fl
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
-
-
-def variant_list(text: str) -> List[str]:
-    """argparse type: comma-separated variant names or aliases -> canonical names."""
-    from dla_plugins.variants import resolve_variant
-
-    try:
-        return [resolve_variant(v.strip()).name for v in text.split(',') if v.strip()]
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from e
 
 
 def add_run_options(p: argparse.ArgumentParser, name: str) -> None:

@@ -17,9 +17,11 @@ kernel point and offset group, zero outside the image, optional modulation mask)
 - ``'torchvision'``: ``torchvision.ops.deform_conv2d`` (exports to ONNX ``DeformConv``, opset 19).
 
 ``'auto'`` (the default) picks ``'native'`` on CPU in every dtype and on CUDA in bf16/fp16 (torchvision's kernel has
-no reduced-precision path and autocasts to fp32), and ``'torchvision'`` for CUDA fp32 until a GPU measurement says
-otherwise (``python -m benchmarks.bench_dcn --device cuda``); see ``docs/benchmarks.md``.
+no reduced-precision path and autocasts to fp32), and ``'torchvision'`` for CUDA fp32 when torchvision is installed
+(``'native'`` without it) until a GPU measurement says otherwise (``python -m benchmarks.bench_dcn --device
+cuda``); see ``docs/benchmarks.md``.
 """
+import functools
 import math
 from typing import Optional, Tuple, Union
 
@@ -27,6 +29,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
+
+from ._extras import require
 
 __all__ = ['deform_conv2d', 'ModulatedDeformConv2d', 'DCN_IMPLS', 'resolve_dcn_impl', 'check_dcn_impl']
 
@@ -49,9 +53,19 @@ def resolve_dcn_impl(impl: str, device: torch.device, dtype: torch.dtype) -> str
     """The implementation ``impl`` stands for on ``device``/``dtype``: 'native' or 'torchvision' (rule above)."""
     if check_dcn_impl(impl) != 'auto':
         return impl
-    if device.type == 'cuda' and dtype == torch.float32 and not torch.is_autocast_enabled('cuda'):
+    if device.type == 'cuda' and dtype == torch.float32 and not torch.is_autocast_enabled('cuda') \
+            and _torchvision_installed():
         return 'torchvision'
     return 'native'
+
+
+@functools.cache
+def _torchvision_installed() -> bool:
+    try:
+        import torchvision.ops  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _pair(v: IntPair, name: str) -> Tuple[int, int]:
@@ -260,8 +274,7 @@ def deform_conv2d(input: torch.Tensor, offset: torch.Tensor, weight: torch.Tenso
     impl = resolve_dcn_impl(impl, input.device, input.dtype)
     stride, padding, dilation = _pair(stride, 'stride'), _pair(padding, 'padding'), _pair(dilation, 'dilation')
     if impl == 'torchvision':
-        from torchvision.ops import deform_conv2d as tv_deform_conv2d
-
+        tv_deform_conv2d = require('torchvision.ops', 'torchvision', "impl='torchvision'").deform_conv2d
         return tv_deform_conv2d(input, offset, weight, bias, stride, padding, dilation, mask)
     _check_shapes(input, offset, weight, bias, mask, stride, padding, dilation)
     return _deform_conv2d_native(input, offset, weight, bias, mask, stride, padding, dilation,

@@ -7,6 +7,8 @@ ReLU, or conv + bias + residual add + ReLU) on CPU, and as plain ``F.conv2d`` ca
 ONNX export, ``torch.compile`` which fuses by itself). Modules with other norms (GroupNorm) are left unchanged.
 """
 import copy
+import functools
+import warnings
 from typing import List, Optional
 
 import torch
@@ -22,10 +24,19 @@ MEMORY_FORMATS = ('auto', 'channels_last', 'contiguous')
 _FOLDABLE = (nn.BatchNorm2d, nn.SyncBatchNorm, FrozenBatchNorm2d)
 
 
+@functools.cache
 def _mkldnn_ops_available() -> bool:
     # conv + bias + ReLU (+ add) as one oneDNN primitive exists only as the private mkldnn._convolution_pointwise
-    # op (what inductor itself emits); FusedConv alone uses it, and a torch without it falls back to plain ops.
-    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, '_convolution_pointwise')
+    # op (what inductor itself emits); FusedConv alone uses it. A torch without it falls back to plain ops, saying so
+    # once (tests/deploy/test_fuse.py fails on such a torch, so the loss of the fast path is never silent).
+    if not torch.backends.mkldnn.is_available():
+        return False
+    if not hasattr(torch.ops.mkldnn, '_convolution_pointwise'):
+        warnings.warn(f'optimize_for_inference: torch {torch.__version__} has no private oneDNN op '
+                      'mkldnn._convolution_pointwise; fused convs fall back to F.conv2d + ReLU (slower on CPU)',
+                      RuntimeWarning, stacklevel=3)
+        return False
+    return True
 
 
 def _bn_scale_shift(bn: nn.Module):

@@ -4,14 +4,16 @@ The benchmarks (``benchmarks/`` in the repository) are not part of the installed
 import argparse
 import json
 import sys
-from typing import List, Optional
+import traceback
+from typing import List, Optional, Tuple
 
 from .._extras import MissingExtraError, require
 
-__all__ = ['main', 'build_parser']
+__all__ = ['main', 'build_parser', 'variant_list']
 
 
-def _variant_list(text: str) -> List[str]:
+def variant_list(text: str) -> List[str]:
+    """argparse type: comma-separated variant names or aliases -> canonical names."""
     from ..variants import resolve_variant
 
     try:
@@ -90,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description='Every variant: paper name, block, params (ours / paper / timm), GFLOPs (fvcore, '
                                    'MACs), feature channels and strides.')
     z.add_argument('--format', choices=('table', 'json', 'md'), default='table')
-    z.add_argument('--variants', type=_variant_list, default=None, help='comma-separated subset (default: all)')
+    z.add_argument('--variants', type=variant_list, default=None, help='comma-separated subset (default: all)')
     z.add_argument('--img-size', type=int, default=224, help='image size for GFLOPs (default 224)')
     z.add_argument('--no-gflops', action='store_true', help='skip the (slow) fvcore FLOP count')
     z.set_defaults(func=_cmd_zoo)
@@ -133,13 +135,27 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _user_errors() -> Tuple[type, ...]:
+    from ..checkpoint.io import CheckpointError
+    from ..deploy.export import ExportError
+
+    return ValueError, FileNotFoundError, CheckpointError, ExportError, MissingExtraError
+
+
 def main(argv: Optional[List[str]] = None) -> int:
+    """Run ``dla-plugins ARGV``. Bad input (a wrong argument, an unreadable or mismatched checkpoint, a missing
+    extra) is one line on stderr and exit code 2; anything else is unexpected: its full traceback, then one line
+    naming the command, and exit code 1."""
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, RuntimeError, MissingExtraError) as e:  # CheckpointError/ExportError are RuntimeErrors
+    except _user_errors() as e:
         print(f'dla-plugins {args.command}: error: {e}', file=sys.stderr)
         return 2
+    except Exception as e:  # noqa: BLE001 - a bug or a resource failure (out of memory): show where it happened
+        traceback.print_exc()
+        print(f'dla-plugins {args.command}: unexpected {type(e).__name__} (traceback above)', file=sys.stderr)
+        return 1
 
 
 if __name__ == '__main__':

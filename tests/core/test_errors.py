@@ -106,3 +106,19 @@ def test_errors_doc_is_linked():
     assert 'docs/errors.md' in (ROOT / 'README.md').read_text()
     assert 'errors.md' in (ROOT / 'docs' / 'CONTRIBUTING.md').read_text()
     assert Path(DOC).is_file()
+
+
+def test_core_imports_no_adapter_host_or_harness():
+    """No import cycle core -> adapter -> core: importing every core module loads no adapter, host or benchmark."""
+    import subprocess
+    import sys
+
+    from tests.helpers import subprocess_env
+
+    code = ("import pkgutil, importlib, sys, dla_plugins\n"
+            "for m in pkgutil.walk_packages(dla_plugins.__path__, 'dla_plugins.'): importlib.import_module(m.name)\n"
+            "bad = ('timm_ext', 'd2_ext', 'mmseg_ext', 'benchmarks', 'timm', 'detectron2', 'mmseg', 'mmengine',\n"
+            "       'mmcv')\n"
+            "print(sorted(n for n in sys.modules if n.split('.')[0] in bad))")
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env=subprocess_env(), check=True)
+    assert out.stdout.strip() == '[]'

@@ -100,3 +100,17 @@ def test_original_untouched():
     optimize_for_inference(model)
     assert model.training
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_fused_path_runs_the_private_onednn_op():
+    """The fused CPU path stands on torch's private ``mkldnn._convolution_pointwise``: if a torch release drops it,
+    this fails (instead of the fused path silently falling back to slower plain ops)."""
+    from dla_plugins.deploy.fuse import _mkldnn_ops_available
+
+    assert torch.backends.mkldnn.is_available()
+    assert hasattr(torch.ops.mkldnn, '_convolution_pointwise') and _mkldnn_ops_available()
+    fused = optimize_for_inference(create_dla('dla46_c').eval())
+    with torch.inference_mode(), torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        fused(torch.randn(1, 3, 64, 64).contiguous(memory_format=torch.channels_last))
+    names = {e.key for e in prof.key_averages()}
+    assert 'mkldnn::_convolution_pointwise' in names, sorted(names)

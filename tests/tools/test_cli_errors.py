@@ -57,3 +57,18 @@ def test_timm_train_missing_data_root(tmp_path):
     with pytest.raises(ValueError, match=r'data_dir: required \(an ImageFolder root with train/ and val/\), or use '
                                          r'--make-synthetic'):
         train(build_parser().parse_args(['--device', 'cpu']))
+
+
+def test_unexpected_error_shows_its_traceback(monkeypatch, capsys):
+    """Bad input is one line (exit 2); anything else (a bug, out of memory) keeps its traceback (exit 1)."""
+    import dla_plugins.tools.zoo as zoo
+
+    def broken(*args, **kwargs):
+        raise RuntimeError('out of memory in zoo_rows')
+
+    monkeypatch.setattr(zoo, 'zoo_rows', broken)
+    assert main(['zoo', '--no-gflops']) == 1
+    err = capsys.readouterr().err
+    assert err.startswith('Traceback (most recent call last):\n')
+    assert 'in broken\n' in err and 'RuntimeError: out of memory in zoo_rows\n' in err
+    assert err.endswith('dla-plugins zoo: unexpected RuntimeError (traceback above)\n')

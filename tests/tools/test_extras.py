@@ -75,3 +75,26 @@ def test_unknown_config_name_lists_the_shipped_ones():
         d2_ext.get_config_file('nope.yaml')
     with pytest.raises(FileNotFoundError, match=r"name: no mmseg config 'nope.py' .*_base_/models/dla34_idaup.py"):
         mmseg_ext.get_config_file('nope.py')
+
+
+def test_dcn_auto_never_picks_a_missing_torchvision():
+    """Without torchvision, 'auto' takes the native kernel on CUDA fp32 too; 'torchvision' names the extra."""
+    proc = _python("""
+        import sys
+        sys.modules['torchvision'] = None
+        import torch
+        from dla_plugins.dcn import deform_conv2d, resolve_dcn_impl
+        print(resolve_dcn_impl('auto', torch.device('cuda'), torch.float32))
+        x, off, w = torch.randn(1, 2, 4, 4), torch.zeros(1, 18, 4, 4), torch.randn(2, 2, 3, 3)
+        try:
+            deform_conv2d(x, off, w, padding=1, impl='torchvision')
+        except ImportError as e:
+            print(type(e).__name__ + ': ' + str(e))
+        print(float((deform_conv2d(x, off, w, padding=1) - torch.nn.functional.conv2d(x, w, padding=1)).abs().max()))
+    """)
+    assert proc.returncode == 0, proc.stderr
+    auto, err, diff = proc.stdout.strip().splitlines()
+    assert auto == 'native'
+    assert err == ("MissingExtraError: impl='torchvision' needs torchvision, which is not installed: "
+                   "pip install 'dla-plugins[torchvision]'")
+    assert float(diff) < 1e-5  # zero offsets: the native kernel is a plain conv
