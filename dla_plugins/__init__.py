@@ -7,7 +7,7 @@ Map: ``variants`` (the architecture table), ``layers`` (norms, blocks, aggregati
 The model state_dicts are identical to timm's DLA; foreign layouts convert by rule.
 """
 from .backbone import DLA, HDATree
-from .checkpoint import CheckpointError, LoadReport, convert_ucbdrive, load_checkpoint, read_state_dict
+from .checkpoint import CheckpointError, LoadReport, load_checkpoint, read_state_dict
 from .dcn import ModulatedDeformConv2d, deform_conv2d
 from .dla_up import DLAUp, IDAUp
 from .factory import create_dla
@@ -19,5 +19,5 @@ __version__ = '0.1.0'
 __all__ = [
     'DLA', 'HDATree', 'IDAUp', 'DLAUp', 'DLASeg', 'AggregationNode', 'ModulatedDeformConv2d', 'deform_conv2d',
     'FrozenBatchNorm2d', 'create_dla', 'list_variants', 'resolve_variant', 'load_checkpoint', 'read_state_dict',
-    'convert_ucbdrive', 'get_norm_layer', 'CheckpointError', 'LoadReport', 'DLAVariant', 'VARIANTS',
+    'get_norm_layer', 'CheckpointError', 'LoadReport', 'DLAVariant', 'VARIANTS',
 ]

@@ -53,7 +53,7 @@ class DLASeg(nn.Module):
             from .checkpoint import detect_layout, read_state_dict
 
             state = read_state_dict(checkpoint_path)
-            whole = detect_layout(state).neck_prefix is not None or any(k.startswith('neck.') for k in state)
+            whole = detect_layout(state).whole_network
         if isinstance(backbone, str):
             from .factory import create_dla
 
@@ -73,11 +73,10 @@ class DLASeg(nn.Module):
         if state is not None:
             from .checkpoint import load_checkpoint
 
-            ckpt_classes = state['fc.0.weight'].shape[0] if 'fc.0.weight' in state else num_classes
-            if whole:
-                load_checkpoint(self, state, drop_classifier=bool(num_classes) and ckpt_classes != num_classes)
+            if whole:  # a classifier of another class count (or none) stays freshly initialised: fine-tuning
+                load_checkpoint(self, state, classifier='if_mismatched')
             else:
-                load_checkpoint(self.backbone, state, drop_classifier=True)
+                load_checkpoint(self.backbone, state, classifier='drop')
 
     def forward_pyramid(self, x: torch.Tensor) -> List[torch.Tensor]:
         """DLA-Up outputs, finest first (entry 0 is :meth:`forward_features`)."""

@@ -18,7 +18,7 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import build_model_with_cfg, generate_default_cfgs, is_model, register_model
 
 from dla_plugins import DLA, VARIANTS, DLAVariant, create_dla
-from dla_plugins.checkpoint import convert_ucbdrive, is_ucbdrive_layout
+from dla_plugins.checkpoint import prepare_state_dict
 
 __all__ = ['create_timm_dla', 'checkpoint_filter_fn', 'default_cfgs', 'REGISTERED', 'REPLACED', 'FEATURE_OUT_INDICES']
 
@@ -45,16 +45,18 @@ def _build_dla(variant: str, *, device: Optional[Any] = None, dtype: Optional[to
 
 
 def checkpoint_filter_fn(state_dict: Mapping[str, torch.Tensor], model: nn.Module) -> Dict[str, torch.Tensor]:
-    """Pretrained-weight filter: convert a ucbdrive/dla checkpoint to timm's layout by rule; timm's passes through.
+    """Pretrained-weight filter: any recognised layout (timm, ucbdrive, the backbone of a CenterNet/FairMOT/
+    CenterTrack/mmdetection3d/CenterNet2 file) converted by the core's rules into exactly the model's keys.
 
-    The conversion is :func:`dla_plugins.convert_ucbdrive` (drops the ``project`` layers ucbdrive builds but never
-    uses, fills missing BN counters); loading stays strict.
+    timm loads non-strictly whenever ``num_classes`` differs from the pretrained cfg, and would then train from random
+    weights without saying so if nothing matched. So every tensor of the model except its classifier must come from
+    the file, or this raises :class:`~dla_plugins.CheckpointError` listing every missing, unexpected and mis-shaped
+    key; a classifier of another size (or none, as in detection checkpoints) stays freshly initialised.
     """
-    state_dict = dict(state_dict)
-    if is_ucbdrive_layout(state_dict, model):
-        state_dict, dropped = convert_ucbdrive(state_dict, model)
-        _logger.info('ucbdrive layout converted: dropped %d unused project keys', len(dropped))
-    return state_dict
+    state, report = prepare_state_dict(model, dict(state_dict), classifier='if_mismatched', defer_in_chans=True)
+    _logger.info('pretrained DLA (%s layout): %d tensors loaded, %d skipped%s', report.layout, len(state),
+                 len(report.skipped), '; classifier left freshly initialised' if report.dropped_classifier else '')
+    return state
 
 
 def create_timm_dla(variant: str, pretrained: bool = False, **kwargs: Any) -> DLA:

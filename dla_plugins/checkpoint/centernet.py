@@ -12,7 +12,10 @@ DCNv2's ``conv_offset_mask`` output is chunked (o1, o2, mask) and ``cat(o1, o2)`
 import re
 from typing import Mapping, Tuple
 
-__all__ = ['CENTERNET_NECK_PARTS', 'EXTRA_INPUT_CONV', 'family_of_heads']
+from .rules import Evidence, LayoutRule
+from .ucbdrive import PAPER_NECK_PARTS
+
+__all__ = ['CENTERNET_NECK_PARTS', 'EXTRA_INPUT_CONV', 'family_of_heads', 'RULES']
 
 CENTERNET_NECK_PARTS: Tuple[Tuple[str, str], ...] = (
     (r'conv\.(weight|bias)', r'conv:\1'),
@@ -32,3 +35,33 @@ def family_of_heads(state: Mapping[str, object], base_prefix: str, deformable: b
                                  if k.startswith(base_prefix)):
         return 'centertrack'
     return 'centernet' if deformable else 'centernet-conv'
+
+
+def _centernet_style(ev: Evidence) -> bool:
+    return ev.neck_has(r'(proj|node)_\d+\.actf\.')
+
+
+def _deformable(ev: Evidence) -> bool:
+    return ev.neck_has('conv_offset_mask')
+
+
+def _tracking(ev: Evidence) -> bool:
+    return 'tracking' in ev.tops or ev.backbone_has(EXTRA_INPUT_CONV.pattern)
+
+
+def _rule(family: str, description: str, matches, signature=None) -> LayoutRule:
+    return LayoutRule(family, description, lambda ev: _centernet_style(ev) and matches(ev),
+                      neck_parts=CENTERNET_NECK_PARTS, extra_inputs=EXTRA_INPUT_CONV, signature=signature)
+
+
+RULES = (
+    _rule('fairmot', 'FairMOT pose_dla_dcn', lambda ev: 'id' in ev.tops and _deformable(ev)),
+    _rule('fairmot-conv', 'FairMOT pose_dla_conv', lambda ev: 'id' in ev.tops),
+    _rule('centertrack', 'CenterTrack pose_dla_dcn', _tracking),
+    _rule('centernet', 'CenterNet pose_dla_dcn', _deformable, signature=r'^(base|dla_up|ida_up|hm|wh|reg)\.'),
+    _rule('centernet-conv', 'CenterNet-style pose_dla_conv (no DCN)', lambda ev: True),
+    LayoutRule('centernet-dlav0', 'CenterNet dlav0 (paper DLA-Up)', lambda ev: ev.neck_prefix is not None,
+               neck_parts=PAPER_NECK_PARTS, flavor='paper'),
+)
+"""Ordered: a re-ID head makes FairMOT, tracking inputs CenterTrack, else CenterNet; ``dlav0`` (paper DLA-Up, after
+ucbdrive's DLASeg, which has its classifier) takes any other DLA-Up."""

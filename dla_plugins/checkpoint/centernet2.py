@@ -11,7 +11,9 @@ Everything else (FPN/BiFPN layers, ``proposal_generator``, ``roi_heads``) is not
 """
 from typing import Tuple
 
-__all__ = ['CENTERNET2_NECK_PARTS', 'CENTERNET2_DLAUP_PARTS', 'BOTTOM_UP_PREFIXES']
+from .rules import LayoutRule
+
+__all__ = ['CENTERNET2_NECK_PARTS', 'CENTERNET2_DLAUP_PARTS', 'BOTTOM_UP_PREFIXES', 'RULES']
 
 CENTERNET2_NECK_PARTS: Tuple[Tuple[str, str], ...] = (
     (r'conv\.(weight|bias)', r'conv:\1'),
@@ -24,4 +26,19 @@ CENTERNET2_DLAUP_PARTS: Tuple[Tuple[str, str], ...] = (
     (r'conv\.0\.weight', 'conv:weight'),
     (r'conv\.1\.(.+)', r'norm:\1'),
 )
-BOTTOM_UP_PREFIXES = {'backbone.bottom_up.': 'centernet2-fpn', 'backbone.bottom_up.backbone.': 'centernet2-bifpn'}
+BOTTOM_UP_PREFIXES = ('backbone.bottom_up.backbone.', 'backbone.bottom_up.')
+
+
+RULES = (
+    LayoutRule('centernet2-bifpn', 'CenterNet2 fcos-BiFPN bottom-up (backbone.bottom_up.backbone.)',
+               lambda ev: ev.neck_prefix is None and ev.backbone_prefix == 'backbone.bottom_up.backbone.'),
+    LayoutRule('centernet2-fpn', 'CenterNet2 DLA-FPN/BiFPN bottom-up (backbone.bottom_up.; also omni3d Cube R-CNN)',
+               lambda ev: ev.neck_prefix is None and ev.backbone_prefix == 'backbone.bottom_up.',
+               signature=r'^backbone\.bottom_up\.'),
+    LayoutRule('centernet2-dlaup', 'CenterNet2 build_dlaup_backbone (DLAUP, 1x1 conv nodes)',
+               lambda ev: ev.neck_has(r'(proj|node)_\d+\.conv\.0\.weight'), neck_parts=CENTERNET2_DLAUP_PARTS,
+               network=dict(node_kernel=1, final_ida=False)),
+    LayoutRule('centernet2-dlaseg', 'CenterNet2 build_dla_backbone (DLASeg)',
+               lambda ev: ev.neck_has(r'proj_\d+\.offset\.'), neck_parts=CENTERNET2_NECK_PARTS,
+               signature=r'^backbone\.(base|dla_up|ida_up)\.'),
+)

@@ -1,9 +1,11 @@
 """Recognise a checkpoint's layout by rule and convert it to ours (a :class:`DLA` or :class:`DLASeg` state_dict).
 
-A layout is found from the keys alone: the prefix holding the DLA (``base_layer``/``level<i>`` keys), the prefix and
-module style of a DLA-Up (``dla_up.ida_<i>``), and the project's heads. Conversion renames every key by the
-family's rules; keys that are not DLA (task heads, ImageNet classifiers of dense models, unused layers) are skipped
-and listed with a reason. Keys under a DLA prefix that no rule maps keep their name, so the strict load lists them.
+Every family is one :class:`~dla_plugins.checkpoint.rules.LayoutRule`, declared in its own module and ordered in
+:data:`REGISTRY`. A layout is found from the keys alone: the prefix holding the DLA (``base_layer``/``level<i>`` keys),
+the prefix of a DLA-Up (``dla_up.ida_<i>``), then the first rule that matches. Conversion is generic: DLA keys lose
+their prefix (and get the rule's renames), DLA-Up parts are renamed by the rule's part table, the rule's own keys are
+kept or skipped by its map, and anything else of a dense checkpoint (task heads) is skipped with a reason. Keys under
+a DLA prefix that no rule maps keep their name, so the strict load lists them.
 """
 import re
 from dataclasses import dataclass, field
@@ -12,87 +14,109 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 import torch
 import torch.nn as nn
 
-from .centernet import CENTERNET_NECK_PARTS, EXTRA_INPUT_CONV, family_of_heads
-from .centernet2 import BOTTOM_UP_PREFIXES, CENTERNET2_DLAUP_PARTS, CENTERNET2_NECK_PARTS
+from . import centernet, centernet2, mmdet3d, ucbdrive
 from .io import CheckpointError, StateDict
-from .mmdet3d import MMDET3D_NECK_PARTS, rename_backbone_key
-from .ucbdrive import PAPER_NECK_PARTS, is_deep_tree_project, ucbdrive_dlaseg_key
+from .rules import LEVEL_PATTERN, NECK_PATTERN, Evidence, LayoutRule
+from .ucbdrive import is_deep_tree_project
 
-__all__ = ['FAMILIES', 'Layout', 'Conversion', 'detect_layout', 'convert_state_dict']
+__all__ = ['FAMILIES', 'REGISTRY', 'Layout', 'Conversion', 'detect_layout', 'convert_state_dict', 'rule_of']
 
-FAMILIES: Dict[str, str] = {
-    'timm': 'timm / dla-plugins DLA',
-    'ucbdrive': 'ucbdrive/dla ImageNet classifier (dla.py)',
-    'ucbdrive-dlaseg': 'ucbdrive/dla dla_up.py DLASeg',
-    'centernet-dlav0': 'CenterNet dlav0 (paper DLA-Up)',
-    'centernet': 'CenterNet pose_dla_dcn',
-    'centernet-conv': 'CenterNet-style pose_dla_conv (no DCN)',
-    'fairmot': 'FairMOT pose_dla_dcn',
-    'fairmot-conv': 'FairMOT pose_dla_conv',
-    'centertrack': 'CenterTrack pose_dla_dcn',
-    'mmdet3d': 'mmdetection3d DLANet + DLANeck (SMOKE, MonoFlex)',
-    'centernet2-dlaseg': 'CenterNet2 build_dla_backbone (DLASeg)',
-    'centernet2-dlaup': 'CenterNet2 build_dlaup_backbone (DLAUP, 1x1 conv nodes)',
-    'centernet2-fpn': 'CenterNet2 DLA-FPN/BiFPN bottom-up (backbone.bottom_up.; also omni3d Cube R-CNN)',
-    'centernet2-bifpn': 'CenterNet2 fcos-BiFPN bottom-up (backbone.bottom_up.backbone.)',
-}
-# Where each family keeps the DLA (longest first, so nested prefixes win ties).
+
+def _own_seg_key(key: str) -> Optional[Tuple[Optional[str], Optional[str]]]:
+    return (key, None) if key.startswith(('neck.', 'classifier.')) else None
+
+
+def _own_seg_network(state: Mapping[str, torch.Tensor]) -> Dict[str, Any]:
+    """DLASeg arguments of our own DLASeg state_dict, read from its shapes (``output_stride`` is not in weights)."""
+    stages = {int(m.group(1)) for k in state if (m := re.match(r'neck\.idas\.(\d+)\.', k))}
+    node = state['neck.idas.0.nodes.0.conv.weight']
+    neck = [k for k in state if k.startswith('neck.')]
+    classes = state['classifier.weight'].shape[0] if 'classifier.weight' in state else 0
+    return dict(down_ratio=2 ** (5 - len(stages)), norm_layer=None if 'backbone.base_layer.1.running_mean' in state
+                else 'gn', flavor='paper' if node.shape[1] == 2 * node.shape[0] else 'centernet',
+                node_type='dcn' if any('offset_mask' in k for k in neck) else 'conv', num_classes=classes,
+                bias=any(re.search(r'\.(nodes\.\d+\.conv|proj\.\d+\.0)\.bias$', k) for k in neck),
+                node_kernel=int(node.shape[-1]), final_ida=any(k.startswith('neck.ida_final.') for k in neck))
+
+
+OWN_SEG = LayoutRule('dla-plugins-seg', 'dla-plugins DLASeg state_dict',
+                     lambda ev: ev.backbone_prefix == 'backbone.' and any(k.startswith('neck.idas.') for k in ev.keys),
+                     own_keys=_own_seg_key, signature=r'^(backbone|neck|classifier)\.')
+TIMM = LayoutRule('timm', 'timm / dla-plugins DLA', lambda ev: ev.neck_prefix is None, dense=False,
+                  signature=r'^(base_layer|level\d)\.')
+_ALL = {r.family: r for r in (OWN_SEG, TIMM, *ucbdrive.RULES, *centernet.RULES, *mmdet3d.RULES, *centernet2.RULES)}
+# The order rules are tried in (first match wins): specific prefixes and module styles first, fallbacks last.
+REGISTRY: Tuple[LayoutRule, ...] = tuple(_ALL[f] for f in (
+    'dla-plugins-seg', 'centernet2-bifpn', 'centernet2-fpn', 'centernet2-dlaup', 'centernet2-dlaseg', 'mmdet3d',
+    'fairmot', 'fairmot-conv', 'centertrack', 'centernet', 'centernet-conv', 'ucbdrive-dlaseg', 'centernet-dlav0',
+    'ucbdrive', 'timm'))
+assert len(REGISTRY) == len(_ALL), 'every rule has a place in REGISTRY'
+FAMILIES: Dict[str, str] = {r.family: r.description for r in REGISTRY}
+# Where a family may keep the DLA (longest first, so nested prefixes win ties).
 _BACKBONE_PREFIXES = ('backbone.bottom_up.backbone.', 'backbone.bottom_up.', 'backbone.base.', 'backbone.', 'base.', '')
-_NECK = re.compile(r'^(|neck\.|backbone\.)(?:(?:dla_up\.)?ida_\d+|ida_up)\.')
 _STAGE = re.compile(r'(?:(?:dla_up\.)?ida_(\d+)|ida_up)\.(.+)$')
-_LEVEL = re.compile(r'(?:base_layer|level[0-5])\.')
-_NECK_PARTS = {'paper': PAPER_NECK_PARTS, 'centernet': CENTERNET_NECK_PARTS, 'mmdet3d': MMDET3D_NECK_PARTS,
-               'centernet2': CENTERNET2_NECK_PARTS, 'centernet2-dlaup': CENTERNET2_DLAUP_PARTS}
-# What a family's own keys look like (to name the closest layout of an unrecognised file).
-_SIGNATURES = {
-    'timm': r'^(base_layer|level\d)\.', 'ucbdrive-dlaseg': r'^(base|dla_up|fc|up)\.',
-    'centernet': r'^(base|dla_up|ida_up|hm|wh|reg)\.', 'mmdet3d': r'^(backbone|neck|bbox_head)\.',
-    'centernet2-dlaseg': r'^backbone\.(base|dla_up|ida_up)\.', 'centernet2-fpn': r'^backbone\.bottom_up\.',
-}
+_NECK_BIAS = re.compile(r'(proj_\d+|node_\d+|projs\.\d+|nodes\.\d+)\.conv\.bias$')
 
 SKIP_FC = 'ImageNet classifier of the backbone (unused by dense models)'
 SKIP_PROJECT = 'unused project layer of a tree deeper than 1'
 SKIP_EXTRA_INPUT = 'CenterTrack extra input conv (previous frame / heatmap)'
 SKIP_HEAD = 'not part of DLA (task head, FPN, ...)'
-SKIP_UP = 'frozen bilinear upsampling of the logits (ours: F.interpolate)'
 SKIP_NECK = 'DLA-Up neck (the model has none)'
 SKIP_CLASSIFIER = 'DLASeg classifier (the model has num_classes=0)'
 
 
+def rule_of(family: str) -> LayoutRule:
+    """The rule of ``family`` (a key of :data:`FAMILIES`)."""
+    if family not in _ALL:
+        raise ValueError(f'family: unknown checkpoint family {family!r}; allowed: {list(FAMILIES)}')
+    return _ALL[family]
+
+
 @dataclass
 class Layout:
-    """A recognised checkpoint layout: ``family`` (a key of :data:`FAMILIES`) and where its parts live."""
+    """A recognised checkpoint layout: its :class:`LayoutRule` and where its parts live."""
 
-    family: str
+    rule: LayoutRule
     backbone_prefix: str
     neck_prefix: Optional[str] = None
-    neck_style: Optional[str] = None  # 'paper', 'centernet', 'mmdet3d', 'centernet2'
+
+    @property
+    def family(self) -> str:
+        return self.rule.family
 
     @property
     def description(self) -> str:
-        return FAMILIES[self.family]
+        return self.rule.description
 
     @property
     def dense(self) -> bool:
         """A detection/segmentation checkpoint (keys outside the DLA are task heads, skipped)."""
-        return self.family not in ('timm', 'ucbdrive')
+        return self.rule.dense
+
+    @property
+    def whole_network(self) -> bool:
+        """The file holds a DLA-Up: it loads into a DLASeg (see :meth:`model_kwargs`)."""
+        return self.neck_prefix is not None or self.rule is OWN_SEG
 
     def model_kwargs(self, state: Mapping[str, torch.Tensor]) -> Dict[str, Any]:
         """:class:`~dla_plugins.DLASeg` arguments that reproduce the checkpoint's network (empty: a plain DLA)."""
+        if self.rule is OWN_SEG:
+            return _own_seg_network(state)
         if self.neck_prefix is None:
             return {}
         norm = None if f'{self.backbone_prefix}base_layer.1.running_mean' in state else 'gn'
         ida = re.compile(rf'{re.escape(self.neck_prefix)}(?:dla_up\.)?ida_(\d+)\.')
         stages = {int(m.group(1)) for k in state if (m := ida.match(k))}
-        neck = {k: v for k, v in state.items() if _NECK.match(k)}
+        neck = [k for k in state if NECK_PATTERN.match(k)]
+        own = self.rule.own_keys or (lambda k: None)
+        classes = [v.shape[0] for k, v in state.items() if (m := own(k)) and m[0] == 'classifier.weight']
         kwargs: Dict[str, Any] = dict(down_ratio=2 ** (5 - len(stages)), output_stride=32, norm_layer=norm,
-                                      flavor='paper' if self.neck_style == 'paper' else 'centernet',
+                                      flavor=self.rule.flavor,
                                       node_type='dcn' if any('offset' in k for k in neck) else 'conv',
-                                      num_classes=state['fc.0.weight'].shape[0] if 'fc.0.weight' in state else 0)
-        if self.neck_style == 'centernet2-dlaup':
-            kwargs.update(node_kernel=1, final_ida=False)
-        if kwargs['flavor'] == 'centernet':
-            kwargs['bias'] = any(re.search(r'(proj_\d+|node_\d+|projs\.\d+|nodes\.\d+)\.conv\.bias$', k) for k in neck)
+                                      num_classes=classes[0] if classes else 0)
+        kwargs.update(self.rule.network)
+        if self.rule.flavor == 'centernet':
+            kwargs['bias'] = any(_NECK_BIAS.search(k) for k in neck)
         return kwargs
 
 
@@ -106,13 +130,9 @@ class Conversion:
     skipped: Dict[str, str] = field(default_factory=dict)
 
 
-def _count(keys: List[str], pattern: str) -> int:
-    return sum(1 for k in keys if re.search(pattern, k))
-
-
 def _unknown(state: Mapping[str, torch.Tensor]) -> CheckpointError:
     keys = sorted(state)
-    scores = {fam: _count(keys, pat) for fam, pat in _SIGNATURES.items()}
+    scores = {r.family: sum(1 for k in keys if re.search(r.signature, k)) for r in REGISTRY if r.signature}
     best = max(scores, key=scores.get)
     lines = [f'checkpoint: unrecognised layout: no DLA (base_layer/level<i> keys) under any known prefix '
              f'{[p for p in _BACKBONE_PREFIXES if p]} or at the top level; closest recognised layout: {best} '
@@ -124,53 +144,33 @@ def _unknown(state: Mapping[str, torch.Tensor]) -> CheckpointError:
 def detect_layout(state: Mapping[str, torch.Tensor]) -> Layout:
     """Recognise the layout of an unwrapped state_dict (container and ``module.`` already removed)."""
     keys = list(state)
-    counts = {p: sum(1 for k in keys if k.startswith(p) and _LEVEL.match(k[len(p):])) for p in _BACKBONE_PREFIXES}
+    counts = {p: sum(1 for k in keys if k.startswith(p) and LEVEL_PATTERN.match(k[len(p):]))
+              for p in _BACKBONE_PREFIXES}
     prefix = max(_BACKBONE_PREFIXES, key=lambda p: (counts[p], len(p)))
     if counts[prefix] == 0:
         raise _unknown(state)
-    necks = {m.group(1) for k in keys if (m := _NECK.match(k))}
+    necks = {m.group(1) for k in keys if (m := NECK_PATTERN.match(k))}
     if len(necks) > 1:
         raise CheckpointError(f'checkpoint: DLA-Up keys under several prefixes {sorted(necks)}; expected one')
-    if not necks:
-        if prefix in BOTTOM_UP_PREFIXES:
-            return Layout(BOTTOM_UP_PREFIXES[prefix], prefix)
-        if prefix == 'backbone.' and any('.norm1.' in k for k in keys):
-            return Layout('mmdet3d', prefix)
-        return Layout('timm', prefix)
-    q = necks.pop()
-    neck = [k[len(q):] for k in keys if _NECK.match(k)]
-    if any(re.match(r'dla_up\.ida_\d+\.projs\.', k) for k in neck):
-        return Layout('mmdet3d', prefix, q, 'mmdet3d')
-    if any(re.search(r'(proj|node)_\d+\.conv\.0\.weight', k) for k in neck):
-        return Layout('centernet2-dlaup', prefix, q, 'centernet2-dlaup')
-    if any(re.search(r'proj_\d+\.offset\.', k) for k in neck):
-        return Layout('centernet2-dlaseg', prefix, q, 'centernet2')
-    if any(re.search(r'(proj|node)_\d+\.actf\.', k) for k in neck):
-        deformable = any('conv_offset_mask' in k for k in neck)
-        return Layout(family_of_heads(state, prefix, deformable), prefix, q, 'centernet')
-    family = 'ucbdrive-dlaseg' if 'fc.0.weight' in state or 'up.weight' in state else 'centernet-dlav0'
-    return Layout(family, prefix, q, 'paper')
+    evidence = Evidence.of(state, prefix, necks.pop() if necks else None)
+    rule = next(r for r in REGISTRY if r.matches(evidence))  # 'timm' / 'centernet-dlav0' take whatever is left
+    return Layout(rule, prefix, evidence.neck_prefix)
 
 
-def _neck_key(rest: str, style: str) -> Optional[str]:
-    """A DLA-Up key (after the neck prefix) in ``style`` -> ours (after ``neck.``), or None if no rule maps it."""
+def _neck_key(rest: str, rule: LayoutRule) -> Optional[str]:
+    """A DLA-Up key (after the neck prefix) of ``rule``'s family -> ours (after ``neck.``), or None if none maps it."""
     m = _STAGE.match(rest)
     if not m:
         return None
     stage = 'ida_final' if m.group(1) is None else f'idas.{m.group(1)}'
-    if style == 'mmdet3d':
-        m2 = re.match(r'(projs|ups|nodes)\.(\d+)\.(.+)$', m.group(2))
-        if not m2:
-            return None
-        kind, k, part = m2.group(1)[:-1], int(m2.group(2)) + 1, m2.group(3)
-    else:
-        m2 = re.match(r'(proj|up|node)_(\d+)\.(.+)$', m.group(2))
-        if not m2:
-            return None
-        kind, k, part = m2.group(1), int(m2.group(2)), m2.group(3)
+    m2 = re.match(r'(projs|ups|nodes)\.(\d+)\.(.+)$' if rule.neck_lists else r'(proj|up|node)_(\d+)\.(.+)$',
+                  m.group(2))
+    if not m2:
+        return None
+    kind, k, part = m2.group(1).rstrip('s'), int(m2.group(2)) + rule.neck_lists, m2.group(3)
     if kind == 'up':
         return f'{stage}.up.{k}.weight' if part == 'weight' else None
-    for pattern, repl in _NECK_PARTS[style]:
+    for pattern, repl in rule.neck_parts:
         if re.fullmatch(pattern, part):
             role, suffix = re.sub(f'^{pattern}$', repl, part).split(':')
             if kind == 'proj':
@@ -188,6 +188,34 @@ def _target(model: nn.Module) -> Tuple[str, Optional[nn.Module], bool]:
     return '', model, False
 
 
+def _convert_key(key: str, layout: Layout, bb_target: str, has_neck: bool, depths: Mapping[str, int],
+                 has_classifier: bool) -> Tuple[Optional[str], Optional[str]]:
+    """(our key, None) or (None, why it is skipped) for one checkpoint key."""
+    rule, p, q = layout.rule, layout.backbone_prefix, layout.neck_prefix
+    if q is not None and key.startswith(q) and NECK_PATTERN.match(key):
+        if not has_neck:
+            return None, SKIP_NECK
+        mapped = _neck_key(key[len(q):], rule)
+        return (key if mapped is None else f'neck.{mapped}'), None
+    if rule.own_keys is not None and (mapped := rule.own_keys(key)) is not None:
+        new, reason = mapped
+        if new is not None and new.startswith('neck.') and not has_neck:
+            return None, SKIP_NECK
+        if new is not None and new.startswith('classifier.') and not has_classifier:
+            return None, SKIP_CLASSIFIER if has_neck else SKIP_NECK
+        return new, reason
+    if key.startswith(p):
+        rest = rule.rename_backbone(key[len(p):]) if rule.rename_backbone else key[len(p):]
+        if is_deep_tree_project(rest, depths):
+            return None, SKIP_PROJECT
+        if rule.extra_inputs is not None and rule.extra_inputs.match(rest):
+            return None, SKIP_EXTRA_INPUT
+        if rest.startswith('fc.') and (rule.dense or bb_target):
+            return None, SKIP_FC
+        return bb_target + rest, None
+    return (None, SKIP_HEAD) if rule.dense else (key, None)
+
+
 def convert_state_dict(state: Mapping[str, torch.Tensor], model: nn.Module) -> Conversion:
     """Recognise ``state``'s layout and rename it for ``model`` (a DLA, a DLASeg, or a module holding a DLA)."""
     from .ucbdrive import _tree_depths
@@ -195,43 +223,14 @@ def convert_state_dict(state: Mapping[str, torch.Tensor], model: nn.Module) -> C
     layout = detect_layout(state)
     bb_target, dla, has_neck = _target(model)
     depths = _tree_depths(dla)
-    own = model.state_dict()
+    has_classifier = 'classifier.weight' in model.state_dict()
     conv = Conversion(layout, {})
-    p, q = layout.backbone_prefix, layout.neck_prefix
     for key, value in state.items():
-        new: Optional[str] = key
-        reason: Optional[str] = None
-        if q is not None and key.startswith(q) and _NECK.match(key):
-            if not has_neck:
-                reason = SKIP_NECK
-            else:
-                mapped = _neck_key(key[len(q):], layout.neck_style)
-                new = key if mapped is None else f'neck.{mapped}'
-        elif key.startswith(p):
-            rest = key[len(p):]
-            if layout.family == 'mmdet3d':
-                rest = rename_backbone_key(rest)
-            if is_deep_tree_project(rest, depths):
-                reason = SKIP_PROJECT
-            elif EXTRA_INPUT_CONV.match(rest) and layout.dense:
-                reason = SKIP_EXTRA_INPUT
-            elif rest.startswith('fc.') and (layout.dense or bb_target):
-                reason = SKIP_FC
-            else:
-                new = bb_target + rest
-        elif layout.family == 'ucbdrive-dlaseg' and (mapped := ucbdrive_dlaseg_key(key)):
-            new = mapped if has_neck and 'classifier.weight' in own else None
-            reason = None if new else (SKIP_NECK if not has_neck else SKIP_CLASSIFIER)
-        elif layout.family == 'ucbdrive-dlaseg' and key == 'up.weight':
-            reason = SKIP_UP
-        elif layout.dense:
-            reason = SKIP_HEAD
+        new, reason = _convert_key(key, layout, bb_target, has_neck, depths, has_classifier)
         if reason is not None:
             conv.skipped[key] = reason
             continue
         if new != key:
             conv.converted.append(f'{key} -> {new}')
         conv.state[new] = value
-    if layout.family == 'timm' and any(r == SKIP_PROJECT for r in conv.skipped.values()):
-        layout.family = 'ucbdrive'
     return conv

@@ -2,7 +2,7 @@
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Union
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -10,7 +10,7 @@ import torch.nn as nn
 from .detect import SKIP_PROJECT, convert_state_dict
 from .io import CheckpointError, StateDict, read_state_dict, unwrap_state_dict
 
-__all__ = ['LoadReport', 'adapt_input_conv', 'load_checkpoint']
+__all__ = ['LoadReport', 'adapt_input_conv', 'load_checkpoint', 'prepare_state_dict', 'CLASSIFIER_POLICIES']
 
 _logger = logging.getLogger(__name__)
 
@@ -73,23 +73,42 @@ def adapt_input_conv(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
     return w.to(dtype)
 
 
-def _model_head_keys(model: nn.Module, classifier: str) -> List[str]:
-    return [k for k in model.state_dict() if k == classifier or k.startswith(classifier + '.')]
+CLASSIFIER_POLICIES = ('keep', 'drop', 'if_mismatched')
 
 
-def load_checkpoint(model: nn.Module, path_or_state_dict: Union[str, os.PathLike, Mapping[str, torch.Tensor]], *,
-                    drop_classifier: bool = False, adapt_in_chans: bool = False, first_conv: str = 'base_layer.0',
-                    classifier: str = 'fc') -> LoadReport:
-    """Load a checkpoint of any recognised layout into a DLA or DLASeg (or a module holding a DLA at the top level).
+def _head_name(model: nn.Module) -> str:
+    """The classifier of ``model``: ``classifier`` for a DLASeg, ``fc`` for a DLA (and modules holding one)."""
+    return 'classifier' if hasattr(model, 'classifier') and not hasattr(model, 'fc') else 'fc'
 
-    The layout is recognised by rule (:func:`~dla_plugins.checkpoint.detect.detect_layout`: timm, ucbdrive
-    classifier and DLASeg, CenterNet pose_dla_dcn/dlav0, FairMOT, CenterTrack, mmdetection3d, CenterNet2) and
-    converted; what is not DLA (task heads, ...) is skipped and listed in the report. Loading is always strict.
-    Allowed, explicit deviations: ``drop_classifier`` ignores the checkpoint's classifier (``fc``, or ``classifier``
-    of a DLASeg) and leaves the model's freshly initialised, ``adapt_in_chans`` adapts a 3-channel first conv to the
-    model's input channels. On any other mismatch a :class:`CheckpointError` lists every missing, unexpected and
-    mis-shaped key.
-    """
+
+def _apply_classifier_policy(state: StateDict, own: Mapping[str, torch.Tensor], head: str, policy: str) -> List[str]:
+    """Decide on the converted state: 'keep' the checkpoint's classifier, 'drop' it (the model's fresh one stays),
+    or drop it only 'if_mismatched' (absent, or another number of classes). Returns the dropped checkpoint keys."""
+    if policy not in CLASSIFIER_POLICIES:
+        raise ValueError(f'classifier: unknown policy {policy!r}; allowed: {list(CLASSIFIER_POLICIES)}')
+    ckpt = [k for k in state if k == head or k.startswith(head + '.')]
+    mine = [k for k in own if k == head or k.startswith(head + '.')]
+    if policy == 'keep':
+        return []
+    if policy == 'if_mismatched' and sorted(ckpt) == sorted(mine) and all(state[k].shape == own[k].shape
+                                                                          for k in mine):
+        return []
+    for k in ckpt:
+        del state[k]
+    for k in mine:
+        state[k] = own[k]
+    return ckpt
+
+
+def prepare_state_dict(model: nn.Module, path_or_state_dict: Union[str, os.PathLike, Mapping[str, torch.Tensor]], *,
+                       classifier: str = 'keep', adapt_in_chans: bool = False, first_conv: str = 'base_layer.0',
+                       classifier_name: Optional[str] = None,
+                       defer_in_chans: bool = False) -> Tuple[StateDict, 'LoadReport']:
+    """Everything :func:`load_checkpoint` does except the load itself: the converted state_dict that fits ``model``
+    exactly (same keys and shapes), and the report. Raises :class:`CheckpointError` listing every missing,
+    unexpected and mis-shaped key otherwise (host loaders that might drop to a non-strict load call this first).
+    ``defer_in_chans`` accepts a 3-channel first conv for a model with other input channels as it is (the caller
+    adapts it, as timm does after its filter)."""
     if isinstance(path_or_state_dict, Mapping):
         state = unwrap_state_dict(path_or_state_dict, 'the given mapping')
     else:
@@ -99,24 +118,18 @@ def load_checkpoint(model: nn.Module, path_or_state_dict: Union[str, os.PathLike
                         skipped=conv.skipped, model_kwargs=conv.layout.model_kwargs(state))
     state = conv.state
     report.dropped_unused = [k for k, r in conv.skipped.items() if r == SKIP_PROJECT]
-    if hasattr(model, 'classifier') and not hasattr(model, 'fc'):
-        classifier = 'classifier'
     own = model.state_dict()
     _align_bn_counters(state, own)
-    if drop_classifier:
-        report.dropped_classifier = [k for k in state if k == classifier or k.startswith(classifier + '.')]
-        for k in report.dropped_classifier:
-            del state[k]
-        for k in _model_head_keys(model, classifier):
-            state[k] = own[k]
+    report.dropped_classifier = _apply_classifier_policy(state, own, classifier_name or _head_name(model), classifier)
     w_key = f'{first_conv}.weight'
     if adapt_in_chans and w_key in state and w_key in own and state[w_key].shape != own[w_key].shape:
         state[w_key] = adapt_input_conv(state[w_key], own[w_key].shape[1])
         report.adapted_input_conv = w_key
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
+    deferred = {w_key} if defer_in_chans and w_key in state and state[w_key].shape[1] == 3 else set()
     misshaped = sorted(f'{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}'
-                       for k in set(own) & set(state) if state[k].shape != own[k].shape)
+                       for k in set(own) & set(state) - deferred if state[k].shape != own[k].shape)
     if missing or unexpected or misshaped:
         network = ''
         if report.model_kwargs:
@@ -130,6 +143,31 @@ def load_checkpoint(model: nn.Module, path_or_state_dict: Union[str, os.PathLike
                 lines.append(f'  {len(keys)} {title} key(s):')
                 lines += [f'    {k}' for k in keys]
         raise CheckpointError('\n'.join(lines))
+    return state, report
+
+
+def load_checkpoint(model: nn.Module, path_or_state_dict: Union[str, os.PathLike, Mapping[str, torch.Tensor]], *,
+                    classifier: str = 'keep', adapt_in_chans: bool = False, first_conv: str = 'base_layer.0',
+                    classifier_name: Optional[str] = None) -> LoadReport:
+    """Load a checkpoint of any recognised layout into a DLA or DLASeg (or a module holding a DLA at the top level).
+
+    The layout is recognised by rule (:func:`~dla_plugins.checkpoint.detect.detect_layout`: timm, ucbdrive
+    classifier and DLASeg, CenterNet pose_dla_dcn/dlav0, FairMOT, CenterTrack, mmdetection3d, CenterNet2, our own
+    DLASeg) and converted; what is not DLA (task heads, ...) is skipped and listed in the report. Loading is always
+    strict. Explicit deviations, decided on the converted state:
+
+    Args:
+        classifier: The checkpoint's classifier (``fc`` of a DLA, ``classifier`` of a DLASeg; ``classifier_name``
+            overrides): 'keep' loads it (a mismatch is an error), 'drop' leaves the model's freshly initialised one,
+            'if_mismatched' drops it only when it is absent or has another number of classes (fine-tuning).
+        adapt_in_chans: Adapt a 3-channel first conv (``first_conv``) to the model's input channels.
+
+    Raises:
+        CheckpointError: any other mismatch; the message lists every missing, unexpected and mis-shaped key.
+    """
+    state, report = prepare_state_dict(model, path_or_state_dict, classifier=classifier,
+                                       adapt_in_chans=adapt_in_chans, first_conv=first_conv,
+                                       classifier_name=classifier_name)
     model.load_state_dict(state, strict=True)
     if report.layout != 'timm':
         _logger.info('%s', report.summary())

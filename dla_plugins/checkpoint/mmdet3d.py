@@ -9,7 +9,9 @@ offsets come from ``conv.conv_offset``, chunked like DCNv2's) and the norm (``gn
 import re
 from typing import Tuple
 
-__all__ = ['MMDET3D_NECK_PARTS', 'rename_backbone_key']
+from .rules import LayoutRule
+
+__all__ = ['MMDET3D_NECK_PARTS', 'rename_backbone_key', 'RULES']
 
 MMDET3D_NECK_PARTS: Tuple[Tuple[str, str], ...] = (
     (r'conv\.(weight|bias)', r'conv:\1'),
@@ -22,3 +24,13 @@ _NORM = re.compile(r'(^|\.)(norm(\d)|root\.norm)\.')
 def rename_backbone_key(key: str) -> str:
     """``...norm1.`` -> ``...bn1.``, ``root.norm.`` -> ``root.bn.`` (mmcv norm names to ours)."""
     return _NORM.sub(lambda m: f"{m.group(1)}{'root.bn' if m.group(3) is None else 'bn' + m.group(3)}.", key)
+
+
+RULES = (
+    LayoutRule('mmdet3d', 'mmdetection3d DLANet + DLANeck (SMOKE, MonoFlex)',
+               lambda ev: ev.neck_has(r'^dla_up\.ida_\d+\.projs\.') if ev.neck_prefix is not None
+               else ev.backbone_prefix == 'backbone.' and any('.norm1.' in k for k in ev.keys),
+               neck_parts=MMDET3D_NECK_PARTS, neck_lists=True, rename_backbone=rename_backbone_key,
+               signature=r'^(backbone|neck|bbox_head)\.'),
+)
+"""DLANeck's ModuleLists ``projs``; without a neck, DLANet's mmcv norm names under ``backbone.``."""

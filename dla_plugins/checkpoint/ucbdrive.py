@@ -6,15 +6,13 @@ conv, norm, ReLU), the classifier as ``fc.0`` and a frozen bilinear ``up`` trans
 uses the same DLA-Up (without ``fc``/``up``).
 """
 import re
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import Dict, Mapping, Optional, Tuple
 
-import torch
 import torch.nn as nn
 
-from .io import StateDict
+from .rules import Evidence, LayoutRule
 
-__all__ = ['is_ucbdrive_layout', 'convert_ucbdrive', 'is_deep_tree_project', 'PAPER_NECK_PARTS',
-           'ucbdrive_dlaseg_key']
+__all__ = ['is_deep_tree_project', 'has_deep_tree_projects', 'PAPER_NECK_PARTS', 'ucbdrive_dlaseg_key', 'RULES']
 
 
 def _tree_depths(model: nn.Module) -> Dict[str, int]:
@@ -36,34 +34,37 @@ def is_deep_tree_project(key: str, depths: Mapping[str, int]) -> bool:
     return bool(m) and depths.get(m.group(1), 1) > 1
 
 
-def is_ucbdrive_layout(state_dict: Mapping[str, torch.Tensor], model: nn.Module) -> bool:
-    """True if the state_dict has ucbdrive's ``project`` layers in trees deeper than 1 (never used by forward)."""
-    depths = _tree_depths(model)
-    return any(is_deep_tree_project(k, depths) for k in state_dict)
-
-
-def convert_ucbdrive(state_dict: Mapping[str, torch.Tensor], model: nn.Module) -> tuple:
-    """Convert a ucbdrive/dla state_dict to our (= timm's) layout, by rule.
-
-    Rule: ucbdrive builds a ``project`` conv+BN in every tree whose input and output widths differ, but a tree of
-    depth > 1 never uses it (its first subtree projects instead): those keys are dropped. Nothing else changes
-    (its missing ``num_batches_tracked`` counters are handled by :func:`load_checkpoint` for every layout).
-
-    Returns:
-        (converted state_dict, list of dropped keys)
-    """
-    depths = _tree_depths(model)
-    out: StateDict = {}
-    dropped: List[str] = []
-    for k, v in state_dict.items():
-        if is_deep_tree_project(k, depths):
-            dropped.append(k)
-        else:
-            out[k] = v
-    return out, dropped
-
-
 def ucbdrive_dlaseg_key(key: str) -> Optional[str]:
     """DLASeg's own classifier ``fc.0.*`` -> our ``classifier.*`` (None for other keys)."""
     m = re.fullmatch(r'fc\.0\.(weight|bias)', key)
     return f'classifier.{m.group(1)}' if m else None
+
+
+SKIP_UP = 'frozen bilinear upsampling of the logits (ours: F.interpolate)'
+
+
+def has_deep_tree_projects(ev: Evidence) -> bool:
+    """ucbdrive's unused ``project`` layers, from the keys alone: a tree with a ``project`` whose ``tree1`` is itself
+    a tree (``tree1.tree1``/``tree1.root``), i.e. a tree deeper than 1 (ours and timm's have none there)."""
+    p = ev.backbone_prefix
+    trees = {m.group(1) for k in ev.keys if k.startswith(p) and (m := _PROJECT.match(k[len(p):]))}
+    return any(k.startswith(f'{p}{t}.tree1.tree1.') or k.startswith(f'{p}{t}.tree1.root.') for t in trees
+               for k in ev.keys)
+
+
+def _dlaseg_own_key(key: str):
+    if key == 'up.weight':
+        return None, SKIP_UP
+    mapped = ucbdrive_dlaseg_key(key)
+    return (mapped, None) if mapped else None
+
+
+RULES = (
+    LayoutRule('ucbdrive-dlaseg', 'ucbdrive/dla dla_up.py DLASeg',
+               lambda ev: ev.neck_prefix is not None and (ev.has('fc.0.weight') or ev.has('up.weight')),
+               neck_parts=PAPER_NECK_PARTS, flavor='paper', own_keys=_dlaseg_own_key,
+               signature=r'^(base|dla_up|fc|up)\.'),
+    LayoutRule('ucbdrive', 'ucbdrive/dla ImageNet classifier (dla.py)',
+               lambda ev: ev.neck_prefix is None and has_deep_tree_projects(ev), flavor='paper', dense=False),
+)
+"""ucbdrive's classifier and DLASeg; CenterNet's ``dlav0`` (the same paper DLA-Up) is in :mod:`.centernet`."""

@@ -16,7 +16,7 @@ from d2_ext import add_dlap_config
 from d2_ext.convert import PREFIX_NECK, PREFIX_PLAIN, convert_to_d2
 from d2_ext.convert import main as convert_main
 from dla_plugins import create_dla
-from dla_plugins.checkpoint import is_ucbdrive_layout
+from dla_plugins.checkpoint import detect_layout
 from tests.golden import load_manifest, synth_state_dict
 from tests.helpers import randomize_bn, timm_reference
 
@@ -108,7 +108,7 @@ def _load_report(model, path):
 def test_converted_imagenet_checkpoint_loads_without_missing_keys(tmp_path, layout, config):
     if layout == 'ucbdrive':  # ucbdrive's own file layout (golden fixture from its dla.py)
         state = synth_state_dict(load_manifest('ucbdrive_dla34'))
-        assert is_ucbdrive_layout(state, create_dla('dla34'))
+        assert detect_layout(state).family == 'ucbdrive'
     else:  # randomly initialised stand-in for timm's ImageNet weights
         state = randomize_bn(timm_reference('dla34')).state_dict()
     src, dst = tmp_path / 'dla34_imagenet.pth', tmp_path / 'dla34_d2.pth'

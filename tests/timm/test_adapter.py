@@ -16,8 +16,8 @@ from timm.optim import create_optimizer_v2
 from torchvision.transforms import functional as TF
 
 import timm_ext
-from dla_plugins import DLA, VARIANTS
-from tests.golden import load_manifest, load_outputs, make_input, tolerance, write_checkpoint
+from dla_plugins import DLA, VARIANTS, CheckpointError, create_dla, load_checkpoint
+from tests.golden import fixture_names, load_manifest, load_outputs, make_input, tolerance, write_checkpoint
 from tests.helpers import ROOT, randomize_bn, subprocess_env, timm_reference  # noqa: E402
 
 ENV = subprocess_env()
@@ -153,17 +153,22 @@ def test_pretrained_loads_timm_weights_strictly(name, tmp_path):
         torch.testing.assert_close(feats(x), levels)
 
 
-def test_pretrained_loading_is_strict(tmp_path):
+@pytest.mark.parametrize('num_classes', [1000, 10, 0])
+def test_pretrained_loading_is_strict(tmp_path, num_classes):
+    """Whatever ``num_classes`` (timm itself loads non-strictly when it differs from the cfg), a backbone tensor left
+    unloaded or an extra one is an error listing it."""
     ref = timm.create_model('dla46_c')
     sd = ref.state_dict()
     path = tmp_path / 'extra.pth'
     torch.save(dict(sd, **{'level5.extra.weight': torch.zeros(1)}), path)
-    with pytest.raises(RuntimeError, match='Unexpected key.*level5.extra.weight'):
-        timm.create_model('dla46_c', pretrained=True, pretrained_cfg_overlay=dict(file=str(path)))
+    with pytest.raises(CheckpointError, match=r'1 unexpected key\(s\):\n    level5.extra.weight'):
+        timm.create_model('dla46_c', pretrained=True, num_classes=num_classes,
+                          pretrained_cfg_overlay=dict(file=str(path)))
     sd.pop('level2.root.bn.weight')
     torch.save(sd, path)
-    with pytest.raises(RuntimeError, match='Missing key.*level2.root.bn.weight'):
-        timm.create_model('dla46_c', pretrained=True, pretrained_cfg_overlay=dict(file=str(path)))
+    with pytest.raises(CheckpointError, match=r'1 missing key\(s\):\n    level2.root.bn.weight'):
+        timm.create_model('dla46_c', pretrained=True, num_classes=num_classes,
+                          pretrained_cfg_overlay=dict(file=str(path)))
 
 
 @pytest.mark.parametrize('name', ['dla34', 'dla102x'])
@@ -268,3 +273,25 @@ def test_group_matcher_drives_layer_decay():
     assert sum(len(g['params']) for g in opt.param_groups) == len(list(model.parameters()))
     scales = sorted({g['lr_scale'] for g in opt.param_groups})
     assert len(scales) >= 7 and scales[-1] == 1.0  # stem, levels 0-5 and head decay separately
+
+
+@pytest.mark.parametrize('name', [n for n in fixture_names() if 'dla34' in n or n.startswith('centernet2')])
+@pytest.mark.parametrize('num_classes', [0, 1000])
+def test_every_family_loads_its_backbone_through_timm_or_raises(name, num_classes, tmp_path):
+    """Issue 21: a CenterNet ctdet file with num_classes=0 used to load NOTHING through timm (non-strict load). Now
+    every family's backbone loads (every tensor equal to the core's own conversion), or the load raises."""
+    manifest = load_manifest(name)
+    path = write_checkpoint(manifest, str(tmp_path / 'ref.pth'))
+    want = create_dla('dla34', num_classes=num_classes)
+    try:
+        load_checkpoint(want, path, classifier='if_mismatched')
+    except CheckpointError as e:  # e.g. mmdetection3d's GroupNorm DLA does not fit timm's BatchNorm dla34
+        with pytest.raises(CheckpointError) as got:
+            timm.create_model('dla34', pretrained=True, num_classes=num_classes,
+                              pretrained_cfg_overlay=dict(file=path))
+        assert str(got.value) == str(e)
+        return
+    model = timm.create_model('dla34', pretrained=True, num_classes=num_classes, pretrained_cfg_overlay=dict(file=path))
+    for k, v in want.state_dict().items():
+        if not k.startswith('fc.'):
+            assert torch.equal(model.state_dict()[k], v), k
