@@ -14,6 +14,7 @@ from detectron2.modeling.backbone.fpn import FPN, LastLevelMaxPool, LastLevelP6P
 
 from dla_plugins import DLAUp, create_dla, get_norm_layer
 from dla_plugins.backbone import STAGES
+from dla_plugins.dcn import DCN_IMPLS
 from dla_plugins.dla_up import FLAVORS
 
 __all__ = [
@@ -104,10 +105,13 @@ class DLAUpNeck(Backbone):
         bottom_up: A backbone (usually :class:`DLABackbone`) returning at least ``in_features``.
         in_features: Its features to aggregate, finest first, with strictly increasing strides.
         out_channels: Width of every output; 0 keeps each level's own width.
-        node_type: 'conv' or 'dcn' (modulated deformable, torchvision) aggregation nodes.
+        node_type: 'conv' or 'dcn' (modulated deformable) aggregation nodes.
         flavor: 'paper' (ucbdrive's DLA-Up) or 'centernet' (CenterNet's DLA-Up; its first output is then the final
             IDA-Up stage CenterNet feeds its heads), see :class:`dla_plugins.DLAUp`.
         bias: Conv bias of the DLA-Up 3x3 convs (None: the flavour's default; mmdetection3d's conv neck: True).
+        node_kernel: Kernel of the aggregation nodes (3; 1 for CenterNet2's ``DLAUP``).
+        final_ida: The final IDA-Up stage (None: with flavor='centernet'; CenterNet2's ``DLAUP`` has none).
+        dcn_impl: Kernel of deformable nodes: 'auto', 'native' (pure PyTorch) or 'torchvision' (same weights).
         norm: Norm inside DLA-Up ('GN', 'BN', 'SyncBN', 'naiveSyncBN', 'FrozenBN' or a callable).
         top_block: Optional module adding coarser levels (detectron2's top-block interface).
         size_divisibility: What the model pads inputs to (0: no padding; DLA-Up itself accepts any size).
@@ -116,7 +120,8 @@ class DLAUpNeck(Backbone):
     def __init__(self, bottom_up: Backbone, in_features: Sequence[str], out_channels: int = 256,
                  node_type: str = 'conv', norm: Union[str, Callable[[int], nn.Module]] = 'GN',
                  top_block: Optional[nn.Module] = None, size_divisibility: int = 32, flavor: str = 'paper',
-                 bias: Optional[bool] = None):
+                 bias: Optional[bool] = None, node_kernel: int = 3, final_ida: Optional[bool] = None,
+                 dcn_impl: str = 'auto'):
         super().__init__()
         shapes = bottom_up.output_shape()
         in_features = list(in_features)
@@ -134,7 +139,7 @@ class DLAUpNeck(Backbone):
         self.in_features = in_features
         chans = [shapes[f].channels for f in in_features]
         self.dla_up = DLAUp(chans, strides, node_type=node_type, norm_layer=dlap_norm(norm, 'norm'), flavor=flavor,
-                            bias=bias)
+                            bias=bias, node_kernel=node_kernel, final_ida=final_ida, dcn_impl=dcn_impl)
         self.output_convs = nn.ModuleList()
         for c in chans:
             if out_channels:
@@ -233,12 +238,17 @@ def build_dlap_up_backbone(cfg, input_shape: ShapeSpec) -> DLAUpNeck:
     n = cfg.MODEL.DLAP.NECK
     if n.FLAVOR not in FLAVORS:
         raise ValueError(f'MODEL.DLAP.NECK.FLAVOR: unknown DLA-Up flavour {n.FLAVOR!r}; allowed: {list(FLAVORS)}')
-    if n.BIAS not in _BIAS:
-        raise ValueError(f'MODEL.DLAP.NECK.BIAS: unknown value {n.BIAS!r}; allowed: {list(_BIAS)}')
+    for key in ('BIAS', 'FINAL_IDA'):
+        if n[key] not in _BIAS:
+            raise ValueError(f'MODEL.DLAP.NECK.{key}: unknown value {n[key]!r}; allowed: {list(_BIAS)}')
+    if n.DCN_IMPL not in DCN_IMPLS:
+        raise ValueError(f'MODEL.DLAP.NECK.DCN_IMPL: unknown deformable conv implementation {n.DCN_IMPL!r}; '
+                         f'allowed: {list(DCN_IMPLS)}')
     shapes = bottom_up.output_shape()
     last = cfg.MODEL.DLAP.OUT_FEATURES[-1]
     channels = n.OUT_CHANNELS or shapes[last].channels
     top = _top_block(n.TOP_BLOCK, channels, f'p{int(math.log2(shapes[last].stride))}')
     return DLAUpNeck(bottom_up, cfg.MODEL.DLAP.OUT_FEATURES, out_channels=n.OUT_CHANNELS, node_type=n.NODE_TYPE,
                      norm=n.NORM, top_block=top, size_divisibility=n.SIZE_DIVISIBILITY, flavor=n.FLAVOR,
-                     bias=_BIAS[n.BIAS])
+                     bias=_BIAS[n.BIAS], node_kernel=n.NODE_KERNEL, final_ida=_BIAS[n.FINAL_IDA],
+                     dcn_impl=n.DCN_IMPL)

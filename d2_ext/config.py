@@ -64,9 +64,13 @@ def add_dlap_config(cfg: CN) -> CN:
     d.NECK = CN()
     d.NECK.OUT_CHANNELS = 256  # 0 keeps each level's own width
     d.NECK.NORM = 'GN'  # norm of the DLA-Up aggregation nodes and projections
-    d.NECK.NODE_TYPE = 'conv'  # 'conv' or 'dcn' (modulated deformable conv from torchvision)
+    d.NECK.NODE_TYPE = 'conv'  # 'conv' or 'dcn' (modulated deformable conv)
+    d.NECK.DCN_IMPL = 'auto'  # deformable kernel: 'auto', 'native' (pure PyTorch) or 'torchvision'; same weights
     d.NECK.BIAS = 'auto'  # conv bias of the 3x3 DLA-Up convs: 'auto' (CenterNet: with dcn), 'on', 'off'
     d.NECK.FLAVOR = 'paper'  # 'paper' (ucbdrive DLA-Up) or 'centernet' (CenterNet's DLA-Up + final IDA-Up on p<first>)
+    d.NECK.NODE_KERNEL = 3  # aggregation node kernel (1: CenterNet2's DLAUP)
+    d.NECK.FINAL_IDA = 'auto'  # the final IDA-Up stage: 'auto' (with FLAVOR centernet), 'on', 'off'
+
     d.NECK.TOP_BLOCK = 'maxpool'  # '' (none), 'maxpool' (+p6, R-CNN) or 'p6p7' (+p6, p7, RetinaNet)
     d.NECK.SIZE_DIVISIBILITY = 32
     return cfg

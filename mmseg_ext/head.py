@@ -6,6 +6,7 @@ from mmseg.models.decode_heads.decode_head import BaseDecodeHead
 from mmseg.registry import MODELS
 
 from dla_plugins import DLAUp
+from dla_plugins.dcn import check_dcn_impl
 from dla_plugins.dla_up import FLAVORS, NODE_TYPES
 
 from .backbone import norm_layer_from_cfg
@@ -26,9 +27,13 @@ class DLAUpHead(BaseDecodeHead):
         strides: Strides of the selected levels (e.g. ``[4, 8, 16, 32]``, or ``[4, 8, 8, 8]`` at output_stride 8);
             each must divide the next.
         channels: Width fed to ``conv_seg``; it is the width of the finest level, ``in_channels[0]`` (the default).
-        node_type: 'conv' or 'dcn' (modulated deformable, torchvision) aggregation nodes.
+        node_type: 'conv' or 'dcn' (modulated deformable) aggregation nodes.
         flavor: 'paper' (ucbdrive's DLA-Up, the default) or 'centernet' (CenterNet's DLA-Up + final IDA-Up), see
             :class:`dla_plugins.DLAUp`.
+        bias: Conv bias of the DLA-Up 3x3 convs (None: the flavour's default; mmdetection3d's conv neck: True).
+        node_kernel: Kernel of the aggregation nodes (3; 1 for CenterNet2's ``DLAUP``).
+        final_ida: The final IDA-Up stage (None: with flavor='centernet').
+        dcn_impl: Kernel of deformable nodes: 'auto', 'native' (pure PyTorch) or 'torchvision' (same weights).
         norm_cfg: 'BN', 'SyncBN' or 'GN' norm config for DLA-Up (None: BN).
         **kwargs: :class:`BaseDecodeHead` arguments (``num_classes``, ``in_index``, ``dropout_ratio``,
             ``loss_decode``, ``align_corners``, ...). ``input_transform`` is always 'multiple_select'.
@@ -36,7 +41,8 @@ class DLAUpHead(BaseDecodeHead):
 
     def __init__(self, in_channels: Sequence[int], strides: Sequence[int], channels: Optional[int] = None,
                  node_type: str = 'conv', norm_cfg: Optional[Dict[str, Any]] = None, flavor: str = 'paper',
-                 **kwargs: Any):
+                 bias: Optional[bool] = None, node_kernel: int = 3, final_ida: Optional[bool] = None,
+                 dcn_impl: str = 'auto', **kwargs: Any):
         if not isinstance(in_channels, (list, tuple)) or len(in_channels) < 2:
             raise ValueError(f'in_channels: need the widths of >= 2 levels, got {in_channels!r}')
         if not isinstance(strides, (list, tuple)) or len(strides) != len(in_channels):
@@ -57,7 +63,8 @@ class DLAUpHead(BaseDecodeHead):
                          **kwargs)
         self.strides = list(strides)
         self.dla_up = DLAUp(list(in_channels), self.strides, node_type=node_type,
-                            norm_layer=norm_layer_from_cfg(norm_cfg), flavor=flavor)
+                            norm_layer=norm_layer_from_cfg(norm_cfg), flavor=flavor, bias=bias,
+                            node_kernel=node_kernel, final_ida=final_ida, dcn_impl=check_dcn_impl(dcn_impl, 'dcn_impl'))
 
     def _check_strides(self, feats: List[torch.Tensor]) -> None:
         h0, s0 = feats[0].shape[-2], self.strides[0]

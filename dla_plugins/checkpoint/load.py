@@ -33,6 +33,7 @@ class LoadReport:
     dropped_classifier: List[str] = field(default_factory=list)
     adapted_input_conv: Optional[str] = None
     model_kwargs: Dict[str, Any] = field(default_factory=dict)
+    variant: Optional[str] = None  # set by convert()
 
     def summary(self) -> str:
         """One line per skip reason, with counts (for logs and the CLI)."""

@@ -45,16 +45,17 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
-    from ..checkpoint.convert import convert_checkpoint
+    from ..checkpoint.convert import convert_checkpoint, format_options
 
-    info = convert_checkpoint(args.src, args.dst, args.variant, progress=not args.no_progress, to=args.to)
-    network = info['network']
+    out = convert_checkpoint(args.src, args.dst, args.variant, to=args.to, prefix=args.prefix,
+                             progress=not args.no_progress)
+    network = out.network
     what = 'DLASeg(' + ', '.join(f'{k}={v!r}' for k, v in network.items()) + ')' if network else 'DLA'
-    print(f"converted {args.src} ({info['layout']} layout: {info['description']}) -> {args.dst} "
-          f"[{args.to}]: {info['variant']} {what}, {info['num_classes']} classes, {info['keys']} tensors, "
-          'loads strictly')
-    skipped = info['summary'].splitlines()[1:]
+    print(f"converted {args.src} ({out.report.layout} layout: {out.report.description}) -> {args.dst} "
+          f"[{args.to}]: {out.variant} {what}, {out.num_classes} classes, {len(out.state)} tensors, loads strictly")
+    skipped = out.report.summary().splitlines()[1:]
     print('\n'.join(skipped) if skipped else 'skipped nothing')
+    print('build it with: ' + format_options(out))
     return 0
 
 
@@ -113,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help='one of: ' + ', '.join(list_variants()))
     c.add_argument('--to', default='core', choices=('core', 'detectron2', 'mmseg'),
                    help='core: our safetensors (default); detectron2: MODEL.WEIGHTS .pth; mmseg: load_from .pth')
+    c.add_argument('--prefix', default=None,
+                   help="detectron2 only: 'backbone.dla.' for build_dlap_backbone (default: the prefix of the builder "
+                        'that fits the network, printed with the options)')
     c.add_argument('--no-progress', action='store_true')
     c.set_defaults(func=_cmd_convert)
 

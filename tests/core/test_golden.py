@@ -8,7 +8,15 @@ import torch.nn.functional as F
 
 import dla_plugins as dp
 from dla_plugins.checkpoint import CheckpointError, detect_layout, read_state_dict
-from tests.golden import fixture_names, load_manifest, load_outputs, make_input, tolerance, write_checkpoint
+from tests.golden import (
+    extra_input_hook,
+    fixture_names,
+    load_manifest,
+    load_outputs,
+    make_input,
+    tolerance,
+    write_checkpoint,
+)
 
 # fixture -> the layout we must recognise
 LAYOUTS = {
@@ -38,22 +46,6 @@ def build_for(manifest: dict, path) -> torch.nn.Module:
     return dp.DLASeg(arch_of(manifest), **kwargs)
 
 
-def stem_hook(model: dp.DLASeg, state: dict, manifest: dict):
-    """CenterTrack adds conv-BN-ReLU of the previous frame and heatmap to the stem output; those extra input convs
-    are not part of DLA (skipped), so the test adds their contribution with the checkpoint's own weights."""
-    extra = manifest['input'].get('extra', {})
-
-    def branch(name, x):
-        p = f'base.{name}.'
-        y = F.conv2d(x, state[p + '0.weight'], padding=3)
-        y = F.batch_norm(y, state[p + '1.running_mean'], state[p + '1.running_var'], state[p + '1.weight'],
-                         state[p + '1.bias'])
-        return F.relu(y)
-
-    adds = [branch(f'{k}_layer', make_input({'input': spec})) for k, spec in extra.items()]
-    return model.backbone.base_layer.register_forward_hook(lambda m, i, out: out + sum(adds))
-
-
 @pytest.mark.parametrize('name', FIXTURES)
 def test_reference_checkpoint_loads_and_matches(name, tmp_path):
     manifest = load_manifest(name)
@@ -73,7 +65,7 @@ def test_reference_checkpoint_loads_and_matches(name, tmp_path):
             if 'logits' in ref:
                 outs['logits'] = model(x)
         else:
-            hook = stem_hook(model, state, manifest) if manifest['input'].get('extra') else None
+            hook = extra_input_hook(model.backbone.base_layer, state, manifest)
             pyramid = model.forward_pyramid(x)
             if hook is not None:
                 hook.remove()

@@ -21,7 +21,7 @@ import torch
 
 DATA = os.path.join(os.path.dirname(__file__), 'data')
 __all__ = ['DATA', 'synth_tensor', 'synth_state_dict', 'make_input', 'wrap_container', 'load_manifest',
-           'load_outputs', 'write_checkpoint', 'fixture_names', 'tolerance']
+           'load_outputs', 'write_checkpoint', 'fixture_names', 'tolerance', 'extra_input_hook']
 
 _DTYPES = {'float32': torch.float32, 'float64': torch.float64, 'int64': torch.int64, 'float16': torch.float16}
 
@@ -93,3 +93,24 @@ def tolerance(ref: torch.Tensor, deformable: bool = False) -> Tuple[float, float
     """(allowed max |diff|, scale): 1e-5 x max(1, max |ref|) in fp32, 1e-4 x for deformable paths."""
     scale = max(1.0, ref.abs().max().item())
     return (1e-4 if deformable else 1e-5) * scale, scale
+
+
+def extra_input_hook(base_layer: torch.nn.Module, state: Dict[str, torch.Tensor], manifest: Dict[str, Any]):
+    """CenterTrack adds conv-BN-ReLU of the previous frame and heatmap to the stem output; those extra input convs
+    are not part of DLA (skipped by conversion), so a test adds their contribution with the checkpoint's own weights
+    through a forward hook on ``base_layer`` (returned; None when the fixture has no extra inputs)."""
+    import torch.nn.functional as F
+
+    extra = manifest['input'].get('extra', {})
+    if not extra:
+        return None
+
+    def branch(name: str, x: torch.Tensor) -> torch.Tensor:
+        p = f'base.{name}.'
+        y = F.conv2d(x, state[p + '0.weight'], padding=3)
+        y = F.batch_norm(y, state[p + '1.running_mean'], state[p + '1.running_var'], state[p + '1.weight'],
+                         state[p + '1.bias'])
+        return F.relu(y)
+
+    adds = [branch(f'{k}_layer', make_input({'input': spec})) for k, spec in extra.items()]
+    return base_layer.register_forward_hook(lambda m, i, out: out + sum(adds))
