@@ -64,3 +64,23 @@ def test_bad_model_dlap_keys(builder, key, value, message):
     with pytest.raises(ValueError) as e:
         build_backbone(cfg)
     assert str(e.value).startswith(message)
+
+
+@pytest.mark.parametrize('key,value,message', [
+    ('BIAS', 'maybe', "MODEL.DLAP.NECK.BIAS: unknown value 'maybe'; allowed: ['auto', 'on', 'off']"),
+    ('FINAL_IDA', 'yes', "MODEL.DLAP.NECK.FINAL_IDA: unknown value 'yes'; allowed: ['auto', 'on', 'off']"),
+    ('DCN_IMPL', 'cuda', "MODEL.DLAP.NECK.DCN_IMPL: unknown deformable conv implementation 'cuda'; allowed: "
+                         "['auto', 'native', 'torchvision']"),
+])
+def test_bad_neck_knobs(key, value, message):
+    from detectron2.config import get_cfg
+    from detectron2.modeling import build_backbone
+
+    from d2_ext.config import add_dlap_config
+
+    cfg = add_dlap_config(get_cfg())
+    cfg.MODEL.BACKBONE.NAME, cfg.MODEL.DLAP.ARCH = 'build_dlap_up_backbone', 'dla46_c'
+    cfg.MODEL.DLAP.NECK[key] = value
+    with pytest.raises(ValueError) as e:
+        build_backbone(cfg)
+    assert str(e.value) == message

@@ -138,3 +138,19 @@ def test_family_x_target_loads_from_the_printed_options_and_matches(name, target
         allowed, _ = tolerance(ref[k], deformable)
         diff = (outs[k] - ref[k]).abs().max().item()
         assert diff <= allowed, f'{name}/{target}/{k}: max |diff| {diff:.3g} > {allowed:.3g}'
+
+
+def test_convert_bad_target_and_prefix():
+    from dla_plugins.checkpoint.convert import convert
+
+    state = dp.create_dla('dla46_c').state_dict()
+    with pytest.raises(ValueError, match=r"target: unknown target 'onnx'; allowed: \['core', 'detectron2', 'mmseg'\]"):
+        convert(state, 'onnx')
+    with pytest.raises(ValueError, match=r"prefix: unknown detectron2 prefix 'dla.'; allowed: "
+                                         r"\['backbone.bottom_up.dla.', 'backbone.dla.'\]"):
+        convert(state, 'detectron2', prefix='dla.')
+    with pytest.raises(ValueError, match=r"prefix: only for target='detectron2', got target='mmseg'"):
+        convert(state, 'mmseg', prefix='backbone.dla.')
+    out = convert(state, 'detectron2', prefix='backbone.dla.')  # the plain builder, variant inferred
+    assert out.variant == 'dla46_c' and out.host_options[:2] == ['MODEL.BACKBONE.NAME', 'build_dlap_backbone']
+    assert all(k.startswith('backbone.dla.') for k in out.state) and 'backbone.dla.fc.weight' not in out.state
