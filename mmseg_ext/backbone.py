@@ -94,7 +94,7 @@ class DLA(BaseModule):
     def init_weights(self) -> None:
         """Load ``init_cfg``'s checkpoint strictly into the DLA (classifier dropped); otherwise keep the core init."""
         if self.init_cfg is not None:
-            load_checkpoint(self.body, self.init_cfg['checkpoint'], drop_classifier=True)
+            load_checkpoint(self.body, self.init_cfg['checkpoint'], classifier='drop')
         self._is_init = True
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
