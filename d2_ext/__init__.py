@@ -2,14 +2,15 @@
 
 Registered: ``build_dlap_backbone`` (plain DLA), ``build_dlap_fpn_backbone`` (DLA + FPN + P6 max-pool),
 ``build_dlap_retinanet_fpn_backbone`` (DLA + FPN + P6/P7), ``build_dlap_up_backbone`` (DLA + DLA-Up neck).
-Config node: ``MODEL.DLAP`` (:func:`add_dlap_config`). Shipped configs: :func:`get_config_file`.
+Config node: ``MODEL.DLAP`` (:func:`add_dlap_config`; :func:`get_cfg` is detectron2's defaults with it). Shipped
+configs: :func:`get_config_file`. detectron2's own ``tools/*.py``: ``python -m d2_ext.run path/to/tool.py ARGS``.
 """
 from .shipped_configs import get_config_file, list_config_files  # pure Python: locating configs needs no host
 
 __all__ = [
-    'DLABackbone', 'DLAUpNeck', 'add_dlap_config', 'dlap_norm', 'build_dlap_backbone', 'build_dlap_fpn_backbone',
-    'build_dlap_retinanet_fpn_backbone', 'build_dlap_up_backbone', 'IMAGENET_RGB_MEAN', 'IMAGENET_RGB_STD',
-    'get_config_file', 'list_config_files',
+    'DLABackbone', 'DLAUpNeck', 'add_dlap_config', 'get_cfg', 'dlap_norm', 'build_dlap_backbone',
+    'build_dlap_fpn_backbone', 'build_dlap_retinanet_fpn_backbone', 'build_dlap_up_backbone', 'IMAGENET_RGB_MEAN',
+    'IMAGENET_RGB_STD', 'get_config_file', 'list_config_files',
 ]
 
 _NOTE = ' and the sal-detectron2 wheel (docs/install.md)'
@@ -29,6 +30,6 @@ else:
         build_dlap_up_backbone,
         dlap_norm,
     )
-    from .config import IMAGENET_RGB_MEAN, IMAGENET_RGB_STD, add_dlap_config
+    from .config import IMAGENET_RGB_MEAN, IMAGENET_RGB_STD, add_dlap_config, get_cfg
 
 

@@ -1,20 +1,27 @@
 """``add_dlap_config``: the ``MODEL.DLAP`` config node (named so it cannot collide with CenterNet2's ``MODEL.DLA``),
-and the ``/@detectron2-model-zoo/`` prefix through which our yaml configs inherit detectron2's own bases."""
+and the ``/@import-d2_ext/detectron2-model-zoo/`` prefix through which our yaml configs inherit detectron2's own bases.
+``get_cfg`` (detectron2's defaults + ``MODEL.DLAP``) for your own scripts, ``add_dlap_to_defaults`` for detectron2's
+stock tools (what ``python -m d2_ext.run`` calls)."""
 import os
 from typing import Any, List
 
 from detectron2 import model_zoo
 from detectron2.config import CfgNode as CN
+from detectron2.config import get_cfg as _detectron2_get_cfg
 from detectron2.utils.file_io import PathManager
 from iopath.common.file_io import PathHandler
 
-__all__ = ['add_dlap_config', 'IMAGENET_RGB_MEAN', 'IMAGENET_RGB_STD', 'MODEL_ZOO_PREFIX', 'ModelZooConfigHandler']
+__all__ = ['add_dlap_config', 'get_cfg', 'add_dlap_to_defaults', 'IMAGENET_RGB_MEAN', 'IMAGENET_RGB_STD',
+           'MODEL_ZOO_PREFIX', 'ModelZooConfigHandler']
 
-MODEL_ZOO_PREFIX = '/@detectron2-model-zoo/'
+# Without `import d2_ext` nothing serves this prefix, and the stock tools' first error is detectron2's
+# "FileNotFoundError: ... No such file or directory: '/@import-d2_ext/detectron2-model-zoo/Base-RCNN-FPN.yaml'":
+# the path itself says what is missing (tests/d2/test_stock_tools.py::test_stock_tool_without_d2_ext_names_it).
+MODEL_ZOO_PREFIX = '/@import-d2_ext/detectron2-model-zoo/'
 
 
 class ModelZooConfigHandler(PathHandler):
-    """Resolves ``/@detectron2-model-zoo/NAME`` to ``detectron2.model_zoo.get_config_file(NAME)``.
+    """Resolves ``/@import-d2_ext/detectron2-model-zoo/NAME`` to ``detectron2.model_zoo.get_config_file(NAME)``.
 
     Our ``Base-DLA.yaml`` inherits detectron2's own ``Base-RCNN-FPN.yaml`` through ``_BASE_``; fvcore resolves a
     ``_BASE_`` relative to the including file unless it starts with '/', so the prefix is absolute-looking and served
@@ -74,3 +81,28 @@ def add_dlap_config(cfg: CN) -> CN:
     d.NECK.TOP_BLOCK = 'maxpool'  # '' (none), 'maxpool' (+p6, R-CNN) or 'p6p7' (+p6, p7, RetinaNet)
     d.NECK.SIZE_DIVISIBILITY = 32
     return cfg
+
+
+def get_cfg() -> CN:
+    """detectron2's default config (``detectron2.config.get_cfg()``) with ``MODEL.DLAP`` added: for your own scripts,
+    in place of detectron2's ``get_cfg`` (``cfg = d2_ext.get_cfg(); cfg.merge_from_file(...)``)."""
+    cfg = _detectron2_get_cfg()
+    return cfg if 'DLAP' in cfg.MODEL else add_dlap_config(cfg)
+
+
+def add_dlap_to_defaults() -> None:
+    """Add ``MODEL.DLAP`` to detectron2's default config in this process, so that every later
+    ``detectron2.config.get_cfg()`` holds it: what detectron2's stock ``tools/*.py`` need to read our yaml configs.
+
+    ``python -m d2_ext.run SCRIPT`` calls it (in every process it starts); ``import d2_ext`` alone does not, it leaves
+    detectron2's defaults as they are. Calling it again changes nothing.
+    """
+    # The one place where d2_ext changes detectron2 state beyond its public registries. detectron2 has no public hook
+    # for extra default keys: its get_cfg() returns a clone of detectron2.config.defaults._C, and the stock tools call
+    # that function. Adding our node to _C (as AdelaiDet's and CenterMask's configs do at import) adds one new node,
+    # changes no existing default, and reaches every get_cfg() caller, including modules that bound get_cfg before
+    # we ran (model_zoo.get_config); replacing the get_cfg function object would not.
+    from detectron2.config import defaults
+
+    if 'DLAP' not in defaults._C.MODEL:
+        add_dlap_config(defaults._C)

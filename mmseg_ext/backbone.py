@@ -1,15 +1,17 @@
 """``DLA`` backbone for mmsegmentation: the core :class:`dla_plugins.DLA` behind mmseg's dict-config interface."""
 import math
+import os
 from functools import partial
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 from mmcv.cnn import build_norm_layer
+from mmengine.logging import MMLogger
 from mmengine.model import BaseModule
 from mmseg.registry import MODELS
 
-from dla_plugins import create_dla, load_checkpoint
+from dla_plugins import CheckpointError, create_dla, load_checkpoint
 from dla_plugins.backbone import NUM_LEVELS, STAGES
 
 __all__ = ['DLA', 'NORM_TYPES', 'norm_layer_from_cfg']
@@ -34,6 +36,13 @@ def norm_layer_from_cfg(norm_cfg: Optional[Dict[str, Any]]):
     if not isinstance(norm_cfg.get('type'), str) or norm_cfg['type'] not in NORM_TYPES:
         raise ValueError(f"norm_cfg: unsupported type {norm_cfg.get('type')!r}; allowed: {list(NORM_TYPES)}")
     return partial(_build_norm, norm_cfg)
+
+
+def _missing_file_advice(path: str) -> str:
+    where = '' if os.path.isabs(path) else f' (relative to the working directory {os.getcwd()!r})'
+    return (f'{where}; model.backbone.init_cfg.checkpoint names the ImageNet file: point it at yours with '
+            f'--cfg-options model.backbone.init_cfg.checkpoint=PATH, or train from scratch with '
+            f'--cfg-options model.backbone.init_cfg=None')
 
 
 @MODELS.register_module()
@@ -92,9 +101,24 @@ class DLA(BaseModule):
                 p.requires_grad = False
 
     def init_weights(self) -> None:
-        """Load ``init_cfg``'s checkpoint strictly into the DLA (classifier dropped); otherwise keep the core init."""
+        """Load ``init_cfg``'s checkpoint strictly into the DLA (classifier dropped), logging one line through
+        mmengine's current logger; without ``init_cfg`` keep the core init.
+
+        Raises:
+            CheckpointError: the file is missing (the message names both config fixes), unreadable or mismatched.
+        """
         if self.init_cfg is not None:
-            load_checkpoint(self.body, self.init_cfg['checkpoint'], classifier='drop')
+            path = self.init_cfg['checkpoint']
+            try:
+                report = load_checkpoint(self.body, path, classifier='drop')
+            except CheckpointError as e:
+                if os.path.isfile(os.fspath(path)):
+                    raise
+                raise CheckpointError(f'{e}{_missing_file_advice(os.fspath(path))}') from None
+            MMLogger.get_current_instance().info(
+                f'DLA init_cfg: loaded {path!r} into {self.arch} (layout: {report.layout}): '
+                f'{len(self.body.state_dict())} tensors loaded, {len(report.converted)} renamed, '
+                f'{len(report.skipped)} skipped, {len(report.dropped_classifier)} classifier tensors dropped')
         self._is_init = True
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:

@@ -29,5 +29,6 @@ model.input_format = 'RGB'
 model.pixel_mean = IMAGENET_RGB_MEAN
 model.pixel_std = IMAGENET_RGB_STD
 dataloader.train.mapper.image_format = 'RGB'
+dataloader.train.mapper.use_instance_mask = False  # RetinaNet has no mask head: leave the masks undecoded
 dataloader.test.mapper.image_format = 'RGB'
 train.init_checkpoint = ''

@@ -68,6 +68,8 @@ def test_lazy_config_builds_and_runs(name):
     cfg = LazyConfig.load(d2_ext.get_config_file(name))
     model = instantiate(cfg.model)
     assert model.input_format == 'RGB'
+    mapper = instantiate(cfg.dataloader.train.mapper)  # no mask head: the masks are not decoded
+    assert mapper.use_instance_mask is False and mapper.image_format == 'RGB'
     _check_model(model)
 
 
