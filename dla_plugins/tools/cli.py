@@ -363,6 +363,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "device's memory)")
     g.add_argument('--no-progress', action='store_true')
     g.set_defaults(func=_cmd_gpu_check)
+    from ..weights.cli import add_parser as add_weights_parser
+
+    add_weights_parser(sub)
     return p
 
 

@@ -11,10 +11,25 @@ Environment: ``DLA_PLUGINS_HOME`` (cache, default ``~/.cache/dla-plugins/weights
 http(s) base URL or folder laid out as ``<name>/<file>``, tried first), ``DLA_PLUGINS_OFFLINE=1`` or
 ``HF_HUB_OFFLINE=1`` (cache only), ``DLA_PLUGINS_TIMEOUT`` (seconds, default 30).
 """
-from .fetch import (ENV_HOME, ENV_MIRROR, ENV_OFFLINE, ENV_TIMEOUT, SCHEME, CacheRecord, WeightsError, cache_dir,
-                    cache_record, cached_path, describe_load, fetch, mirror_sources, offline_reason, resolve, verify)
-from .registry import (BUILDERS, SOURCE_KINDS, Source, WeightEntry, entries, get, names, register, registered,
-                       unregister)
+from .fetch import (
+                    ENV_HOME,
+                    ENV_MIRROR,
+                    ENV_OFFLINE,
+                    ENV_TIMEOUT,
+                    SCHEME,
+                    CacheRecord,
+                    WeightsError,
+                    cache_dir,
+                    cache_record,
+                    cached_path,
+                    describe_load,
+                    fetch,
+                    mirror_sources,
+                    offline_reason,
+                    resolve,
+                    verify,
+)
+from .registry import BUILDERS, SOURCE_KINDS, Source, WeightEntry, entries, get, names, register, registered, unregister
 
 __all__ = ['Source', 'WeightEntry', 'SOURCE_KINDS', 'BUILDERS', 'register', 'unregister', 'registered', 'get',
            'names', 'entries', 'WeightsError', 'CacheRecord', 'cache_dir', 'offline_reason', 'cache_record',

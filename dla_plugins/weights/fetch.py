@@ -231,10 +231,14 @@ def _hf(src: Source, part: Path, timeout: float, progress: bool, desc: str, loca
         if local_only:
             raise _SourceFailed('huggingface_hub is not installed (no Hugging Face cache to look in)') from None
         return _http(f'{_hf_endpoint()}/{src.where}/resolve/{src.revision}/{src.file}', part, timeout, progress, desc)
-    try:
+    hub_cache = os.environ.get('HF_HUB_CACHE') or (os.path.join(os.environ['HF_HOME'], 'hub')
+                                                   if os.environ.get('HF_HOME') else None)
+    try:  # endpoint and cache read now (huggingface_hub reads its environment once, at import)
         found = hf_hub_download(src.where, src.file, revision=src.revision, local_files_only=local_only,
-                                endpoint=_hf_endpoint(), etag_timeout=timeout)
+                                endpoint=_hf_endpoint(), etag_timeout=timeout, cache_dir=hub_cache)
     except Exception as e:  # huggingface_hub raises its own, httpx's and OS errors
+        if local_only and type(e).__name__ == 'LocalEntryNotFoundError':
+            raise _SourceFailed('not in the Hugging Face cache') from None
         msg = str(e).strip().splitlines()[0] if str(e).strip() else ''
         raise _SourceFailed(f'{type(e).__name__}: {msg}' if msg else type(e).__name__) from None
     _place(found, part)
@@ -403,7 +407,7 @@ def _offline_fetch(entry: WeightEntry, reason: str, timeout: float) -> str:
             part, sha256 = _download(entry, src, folder, timeout, False, 0, local_only=True)
             return str(_install(entry, src, part, sha256).path)
         except (_SourceFailed, OSError) as e:
-            tried.append(f'{src.describe()} (Hugging Face cache): {e}')
+            tried.append(f'{src.describe()}: {e}')
     lines = [f'weights: {entry.name!r} is not in the cache ({folder}) and downloads are off ({reason}); run '
              f'`dla-plugins weights fetch {entry.name}` where there is a network and copy {cache_dir()}, or unset '
              f"{reason.split('=')[0]}"]
