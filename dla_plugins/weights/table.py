@@ -30,8 +30,17 @@ MMDET3D_MONOFLEX = 'open-mmlab/mmdetection3d@fe25f7a configs/monoflex/metafile.y
 OMNI3D_ZOO = 'facebookresearch/omni3d@778bd02 MODEL_ZOO.md'
 
 
-def _hf_page(repo: str, file: str) -> str:
-    return f'https://huggingface.co/{repo}/blob/main/{file} (Git LFS details: SHA256)'
+# the revision of the hub page each hash was read from (the file's "Git LFS details"; main where the page was main)
+_HF_PAGE_REV = {('dla46_c', 'model.safetensors'): '293e663aa8599e26360789bffc30ba7dfd9d16ad',
+                ('dla46_c', 'pytorch_model.bin'): '293e663aa8599e26360789bffc30ba7dfd9d16ad',
+                ('dla46x_c', 'pytorch_model.bin'): '8a71a8e4a62ac7d2df76f8fa6ec9eb060790c836',
+                ('dla102', 'model.safetensors'): 'eb213ea9405e9434895facd3656a48b7ded99092',
+                ('dla169', 'pytorch_model.bin'): '492a94c1481c02dcc647bd261d86ce964bdf38a6'}
+
+
+def _hf_page(variant: str, file: str) -> str:
+    rev = _HF_PAGE_REV.get((variant, file), 'main')
+    return f'https://huggingface.co/timm/{variant}.in1k/blob/{rev}/{file} (Git LFS details: SHA256)'
 
 
 # ---- ImageNet classifiers -------------------------------------------------------------------------------------------
@@ -69,9 +78,9 @@ def _imagenet_sources(variant: str) -> Dict[str, Tuple[Source, ...]]:
     at the dl.yf.io files until timm re-saved and re-hashed them as release assets in 2022)."""
     release, ucb_hash, hf_st, hf_bin = _IMAGENET[variant]
     repo = f'timm/{variant}.in1k'
-    hf = (Source('hf', repo, 'model.safetensors', sha256=hf_st, cite=_hf_page(repo, 'model.safetensors') if hf_st
+    hf = (Source('hf', repo, 'model.safetensors', sha256=hf_st, cite=_hf_page(variant, 'model.safetensors') if hf_st
                  else TIMM_CFG),
-          Source('hf', repo, 'pytorch_model.bin', sha256=hf_bin, cite=_hf_page(repo, 'pytorch_model.bin') if hf_bin
+          Source('hf', repo, 'pytorch_model.bin', sha256=hf_bin, cite=_hf_page(variant, 'pytorch_model.bin') if hf_bin
                  else TIMM_CFG))
     tag = 'v0.1-res2net' if 'res2' in variant else 'v0.1-weights'
     github = (Source('url', f'https://github.com/rwightman/pytorch-image-models/releases/download/{tag}/{release}',
