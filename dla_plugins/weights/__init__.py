@@ -29,9 +29,21 @@ from .fetch import (
                     resolve,
                     verify,
 )
-from .registry import BUILDERS, SOURCE_KINDS, Source, WeightEntry, entries, get, names, register, registered, unregister
+from .registry import (
+                    BUILDERS,
+                    SOURCE_KINDS,
+                    Source,
+                    WeightEntry,
+                    entries,
+                    get,
+                    name_for,
+                    names,
+                    register,
+                    registered,
+                    unregister,
+)
 
 __all__ = ['Source', 'WeightEntry', 'SOURCE_KINDS', 'BUILDERS', 'register', 'unregister', 'registered', 'get',
-           'names', 'entries', 'WeightsError', 'CacheRecord', 'cache_dir', 'offline_reason', 'cache_record',
+           'names', 'entries', 'name_for', 'WeightsError', 'CacheRecord', 'cache_dir', 'offline_reason', 'cache_record',
            'cached_path', 'fetch', 'resolve', 'verify', 'describe_load', 'mirror_sources', 'SCHEME', 'ENV_HOME',
            'ENV_MIRROR', 'ENV_OFFLINE', 'ENV_TIMEOUT']

@@ -213,14 +213,18 @@ def _hf_endpoint() -> str:
     return (os.environ.get('HF_ENDPOINT') or 'https://huggingface.co').rstrip('/')
 
 
-def _place(found: Union[str, Path], part: Path) -> None:
-    """Put a file that exists elsewhere (the Hugging Face cache, a local mirror) at ``part``: hard link, else copy."""
+def _place(found: Union[str, Path], part: Path, link: bool) -> None:
+    """Put a file that exists elsewhere at ``part``: a hard link (the Hugging Face cache's immutable blobs: no second
+    copy on disk) or a copy (a local mirror, which a later write to the cache must never change)."""
     real = os.path.realpath(found)
     part.unlink(missing_ok=True)
-    try:
-        os.link(real, part)
-    except OSError:
-        shutil.copyfile(real, part)
+    if link:
+        try:
+            os.link(real, part)
+            return
+        except OSError:
+            pass
+    shutil.copyfile(real, part)
 
 
 def _hf(src: Source, part: Path, timeout: float, progress: bool, desc: str, local_only: bool = False) -> None:
@@ -241,7 +245,7 @@ def _hf(src: Source, part: Path, timeout: float, progress: bool, desc: str, loca
             raise _SourceFailed('not in the Hugging Face cache') from None
         msg = str(e).strip().splitlines()[0] if str(e).strip() else ''
         raise _SourceFailed(f'{type(e).__name__}: {msg}' if msg else type(e).__name__) from None
-    _place(found, part)
+    _place(found, part, link=True)
 
 
 def _gdrive(src: Source, part: Path, progress: bool) -> None:
@@ -300,7 +304,7 @@ def _download(entry: WeightEntry, src: Source, folder: Path, timeout: float, pro
             elif src.kind == 'mirror' and not re.match(r'^https?://', src.where):
                 if not os.path.isfile(src.where):
                     raise _SourceFailed('no such file')
-                _place(src.where, part)
+                _place(src.where, part, link=False)
             else:
                 _http(src.where, part, timeout, progress, desc)
             break
@@ -441,6 +445,12 @@ def fetch(name: str, progress: bool = True, timeout: Optional[float] = None, ret
     if off:
         rec = _check_cached(entry)
         return str(rec.path) if rec is not None else _offline_fetch(entry, off, timeout)
+    try:  # the common case, without the lock: a verified cache (DDP ranks do not queue to re-hash)
+        rec = _check_cached(entry)
+        if rec is not None:
+            return str(rec.path)
+    except WeightsError:
+        pass  # handled under the lock
     from filelock import FileLock, Timeout
 
     folder = cache_dir() / entry.name

@@ -3,10 +3,10 @@ priority order, the layout family and the model it builds. The rows themselves a
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple, Union
 
 __all__ = ['Source', 'WeightEntry', 'SOURCE_KINDS', 'BUILDERS', 'register', 'unregister', 'registered', 'get',
-           'names', 'entries']
+           'names', 'entries', 'name_for']
 
 SOURCE_KINDS = ('url', 'hf', 'gdrive', 'manual')
 """``url``: plain HTTP(S); ``hf``: a Hugging Face hub repo + file; ``gdrive``: a Google Drive file id (needs the
@@ -222,3 +222,21 @@ def names() -> List[str]:
 def entries() -> List[WeightEntry]:
     """Every registered entry, sorted by name."""
     return [_REGISTRY[n] for n in names()]
+
+
+def name_for(variant: str, pretrained: Union[bool, str]) -> str:
+    """The registry name that ``create_dla(variant, pretrained=...)`` means: ``True`` -> ``'<variant>.in1k'``, a tag
+    (``'in1k'``, ``'ucbdrive'``, ``'tricks'``) -> ``'<variant>.<tag>'`` (``'<variant>+tricks'``), a full name -> itself.
+
+    Raises:
+        ValueError: no such file for this variant (the message lists the ones there are).
+    """
+    if isinstance(pretrained, str) and pretrained in names():
+        return pretrained
+    tag = 'in1k' if pretrained is True else pretrained
+    name = f'{variant}+tricks' if tag == 'tricks' else f'{variant}.{tag}'
+    if isinstance(tag, str) and name in names():
+        return name
+    mine = [n for n in names() if n.startswith((f'{variant}.', f'{variant}+'))]
+    raise ValueError(f'pretrained: no {variant} weights called {pretrained!r}; allowed: '
+                     f"{[True] + [n[len(variant) + 1:] for n in mine] + mine}")

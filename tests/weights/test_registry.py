@@ -93,3 +93,14 @@ def test_cli_list_fetch_path_verify(tmp_path, capsys):
         path.write_bytes(data[:-1] + b'!')
         assert main(['weights', 'verify', 'test/cli']) == 1
         assert 'test/cli: FAILED: weights: cached file' in capsys.readouterr().out
+
+
+def test_name_for_pretrained_tags():
+    assert weights.name_for('dla34', True) == 'dla34.in1k'
+    assert weights.name_for('dla34', 'ucbdrive') == 'dla34.ucbdrive'
+    assert weights.name_for('dla34', 'tricks') == 'dla34+tricks'
+    assert weights.name_for('dla34', 'centernet/ctdet_coco_dla_2x') == 'centernet/ctdet_coco_dla_2x'
+    with pytest.raises(ValueError) as e:
+        weights.name_for('dla60_res2net', 'ucbdrive')
+    assert str(e.value) == ("pretrained: no dla60_res2net weights called 'ucbdrive'; allowed: [True, 'in1k', "
+                            "'dla60_res2net.in1k']")
