@@ -136,20 +136,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help='size of the check input (batch and spatial axes are dynamic)')
     e.add_argument('--no-progress', action='store_true')
     e.set_defaults(func=_cmd_export)
+    from ..weights.cli import add_parser as add_weights_parser
+
+    add_weights_parser(sub)
     return p
 
 
 def _user_errors() -> Tuple[type, ...]:
     from ..checkpoint.io import CheckpointError
     from ..deploy.export import ExportError
+    from ..weights import WeightsError
 
-    return ValueError, FileNotFoundError, CheckpointError, ExportError, MissingExtraError
+    return ValueError, FileNotFoundError, CheckpointError, ExportError, MissingExtraError, WeightsError
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Run ``dla-plugins ARGV``. Bad input (a wrong argument, an unreadable or mismatched checkpoint, a missing
-    extra) is one line on stderr and exit code 2; anything else is unexpected: its full traceback, then one line
-    naming the command, and exit code 1."""
+    extra, weights that cannot be fetched) is one line on stderr and exit code 2; anything else is unexpected: its
+    full traceback, then one line naming the command, and exit code 1."""
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
