@@ -10,6 +10,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import torch
 
 from .extras import MissingExtraError, require
+from .params import add_params_parser
 
 __all__ = ['main', 'build_parser', 'convert_checkpoint', 'infer_variant']
 
@@ -363,6 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "device's memory)")
     g.add_argument('--no-progress', action='store_true')
     g.set_defaults(func=_cmd_gpu_check)
+    add_params_parser(sub)
     return p
 
 

@@ -13,7 +13,7 @@ import pytest
 from tests.helpers import ROOT
 
 # The fresh venv takes the versions this environment was tested with (pip finds them in its cache/local mirror).
-PINNED = ('torch', 'torchvision', 'timm', 'numpy', 'safetensors', 'tqdm', 'huggingface_hub', 'pyyaml')
+PINNED = ('torch', 'torchvision', 'timm', 'numpy', 'safetensors', 'tqdm', 'huggingface_hub', 'pyyaml', 'scipy')
 SMOKE = """
     import os, sys, torch, timm
     import dla_plugins, timm_ext, d2_ext, mmseg_ext
