@@ -349,7 +349,8 @@ def train(args: argparse.Namespace) -> Dict[str, Any]:
 
     out_dir = Path(args.output)
     config = effective_config(args, data_cfg, num_classes=num_classes, world_size=world_size,
-                              train_images=len(ds_train), eval_images=len(ds_val), updates_per_epoch=len(loader_train))
+                              train_images=len(ds_train), eval_images=len(ds_val), updates_per_epoch=len(loader_train),
+                              train_transform=[repr(t) for t in getattr(ds_train.transform, 'transforms', [])])
     if rank == 0 and args.recipe:
         print(format_config(config), flush=True)
     best, acc, acc_ema, updates, start_epoch = -1.0, 0.0, None, 0, 0

@@ -19,7 +19,7 @@ def _subcommands():
 
 
 def test_help_everywhere(capsys):
-    assert _subcommands() == ['bench', 'bench-dcn', 'convert', 'demo', 'export', 'gpu-check', 'zoo']
+    assert _subcommands() == ['bench', 'bench-dcn', 'convert', 'demo', 'export', 'gpu-check', 'params', 'zoo']
     for cmd in [[], *[[c] for c in _subcommands()]]:
         with pytest.raises(SystemExit) as e:
             main(cmd + ['--help'])
