@@ -12,7 +12,7 @@ import pytest
 from dla_plugins.checkpoint.io import read_checkpoint
 from tests.helpers import ROOT, subprocess_env
 from tests.timm.test_resume import _assert_same, _kill_when
-from timm_ext.recipes import RECIPES
+from timm_ext.recipes import RECIPES, recipe_defaults
 from timm_ext.train import build_parser, make_synthetic_imagefolder, parse_args
 
 ENV = subprocess_env(OMP_NUM_THREADS='1')
@@ -42,6 +42,9 @@ def test_recipes_set_every_hyper_parameter_and_flags_win():
     given = parse_args(['--recipe', 'paper-finegrained', '--dataset', 'cub', '--lr', '0.05', '--no-pretrained',
                         '--lighting', '0', '-b', '8'])
     assert (given.lr, given.pretrained, given.lighting, given.batch_size, given.epochs) == (0.05, False, 0.0, 8, 110)
+    with pytest.raises(ValueError) as e:
+        recipe_defaults('paper-cifar')
+    assert str(e.value) == "recipe: unknown 'paper-cifar'; allowed: ['paper-imagenet', 'paper-finegrained']"
     plain = parse_args(['--data-dir', 'x'])  # no recipe: the trainer's own defaults, unchanged
     assert (plain.lr, plain.sched, plain.scale, plain.lighting, plain.color_jitter) == (0.05, 'cosine', (0.5, 1.0), 0.0,
                                                                                           0.4)
