@@ -11,10 +11,17 @@ Checkpoints are plain ``torch.save`` dicts of tensors and numbers (``last.pth``,
 restored but the workers' augmentation RNG restarts from the restored main RNG). A non-finite loss stops the run with
 a ``FloatingPointError`` naming the epoch, iteration and value, before the optimizer step and without saving.
 
+``--recipe paper-imagenet | paper-finegrained`` sets every hyper-parameter as the paper's §5.1 / §5.2 (see
+:mod:`timm_ext.recipes`; flags given still win), ``--dataset cub|cars|aircraft|food101|nabirds`` reads the official
+layouts of Table 4 (:mod:`timm_ext.datasets`), and ``--photometric`` / ``--lighting`` add the paper's colour noise to
+timm's transforms (:mod:`timm_ext.transforms`). The effective configuration is saved as ``config.json`` beside the
+checkpoints (and printed at the start of a recipe run).
+
 Also: ``--make-synthetic DIR`` writes the 4-class synthetic shapes ImageFolder; ``--demo`` makes one in a temporary
 directory, trains dla46_c on it for a few epochs on CPU and prints a one-line ``[timm]`` summary.
 """
 import argparse
+import json
 import math
 import os
 import random
@@ -31,7 +38,7 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 from PIL import Image
-from timm.data import create_dataset, create_loader, resolve_data_config
+from timm.data import create_loader, resolve_data_config
 from timm.loss import LabelSmoothingCrossEntropy
 from timm.optim import create_optimizer_v2
 from timm.scheduler import create_scheduler_v2
@@ -42,8 +49,11 @@ from dla_plugins import DLA
 from dla_plugins.checkpoint.io import non_finite_keys, read_checkpoint, save_atomic
 from dla_plugins.data.synthetic import SHAPE_CLASSES, render_shapes
 from timm_ext import checkpoint_filter_fn  # importing timm_ext registers the DLA models
+from timm_ext.datasets import DATASETS, create_datasets
+from timm_ext.recipes import RECIPES, recipe_defaults
+from timm_ext.transforms import with_colour_noise
 
-__all__ = ['build_parser', 'main', 'train', 'make_synthetic_imagefolder', 'demo']
+__all__ = ['build_parser', 'parse_args', 'main', 'train', 'make_synthetic_imagefolder', 'demo']
 
 
 def make_synthetic_imagefolder(root: os.PathLike, num_train: int = 320, num_val: int = 128, image_size: int = 64,
@@ -62,9 +72,17 @@ def make_synthetic_imagefolder(root: os.PathLike, num_train: int = 320, num_val:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='python -m timm_ext.train', description=__doc__.split('\n')[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument('--data-dir', help='ImageFolder root holding train/ and val/ (or validation/) splits')
+    p.add_argument('--recipe', default=None, choices=list(RECIPES),
+                   help="the paper's hyper-parameters: paper-imagenet (§5.1), paper-finegrained (§5.2); they replace "
+                        'the defaults below, flags given still win (docs/timm.md)')
+    p.add_argument('--data-dir', help="ImageFolder root holding train/ and val/ (or validation/), or the folder "
+                                      "holding --dataset's official layout (or that layout's top folder)")
+    p.add_argument('--dataset', default='imagefolder', choices=DATASETS,
+                   help='how --data-dir is read: an ImageFolder, or the official layout of CUB-200-2011, Stanford '
+                        'Cars, FGVC-Aircraft (variants), Food-101 or NABirds (evaluated on its test split)')
     p.add_argument('--model', default='dla46_c', help='any timm model name; DLA names are ours after import')
-    p.add_argument('--pretrained', action='store_true', help="load the model's pretrained weights (timm hub)")
+    p.add_argument('--pretrained', action=argparse.BooleanOptionalAction, default=False,
+                   help="start from the model's pretrained weights (timm hub)")
     p.add_argument('--initial-checkpoint', default=None, help='load these weights first (timm or ucbdrive layout)')
     p.add_argument('--num-classes', type=int, default=None, help='default: number of class folders')
     p.add_argument('--output-stride', type=int, default=32, choices=(8, 16, 32))
@@ -75,13 +93,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--lr', type=float, default=0.05)
     p.add_argument('--momentum', type=float, default=0.9)
     p.add_argument('--weight-decay', type=float, default=1e-4)
+    p.add_argument('--wd-bias-norm', action=argparse.BooleanOptionalAction, default=False,
+                   help='weight decay on biases and norm weights too (else timm exempts every 1-d parameter)')
     p.add_argument('--sched', default='cosine', help='timm scheduler name (create_scheduler_v2)')
+    p.add_argument('--decay-epochs', type=float, default=90, help='step scheduler: epochs between decays')
+    p.add_argument('--decay-rate', type=float, default=0.1, help='step scheduler: learning-rate factor per decay')
     p.add_argument('--warmup-epochs', type=int, default=1)
     p.add_argument('--warmup-lr', type=float, default=1e-3)
     p.add_argument('--min-lr', type=float, default=1e-5)
     p.add_argument('--smoothing', type=float, default=0.1, help='label smoothing (0: plain cross-entropy)')
     p.add_argument('--drop', type=float, default=0.0, help='dropout before the classifier')
     p.add_argument('--scale', type=float, nargs=2, default=(0.5, 1.0), help='RandomResizedCrop scale range')
+    p.add_argument('--ratio', type=float, nargs=2, default=(3 / 4, 4 / 3), help='RandomResizedCrop aspect ratios')
+    p.add_argument('--hflip', type=float, default=0.5, help='horizontal flip probability')
+    p.add_argument('--color-jitter', type=float, default=0.4, help="timm's ColorJitter strength (0: off)")
+    p.add_argument('--photometric', type=float, default=0.0,
+                   help="Howard's brightness, contrast and saturation changes as fb.resnet.torch: factors drawn "
+                        'from [1 - v, 1 + v] (0: off)')
+    p.add_argument('--lighting', type=float, default=0.0,
+                   help='AlexNet PCA lighting noise with the ImageNet eigenvalues/vectors: alphastd (0: off)')
+    p.add_argument('--interpolation', default=None, choices=('bilinear', 'bicubic', 'nearest', 'random'),
+                   help="resize interpolation; default: the model cfg's")
+    p.add_argument('--crop-pct', type=float, default=None,
+                   help="evaluation: resize the shorter side to img_size / crop_pct, centre crop; default: the "
+                        "model cfg's")
+    p.add_argument('--mean', type=float, nargs=3, default=None, help="normalisation mean; default: the model cfg's")
+    p.add_argument('--std', type=float, nargs=3, default=None, help="normalisation std; default: the model cfg's")
     p.add_argument('--no-aug', action='store_true', help='no train augmentation (resize + centre crop only)')
     p.add_argument('--model-ema', action='store_true', help='keep an EMA of the weights (ModelEmaV3)')
     p.add_argument('--model-ema-decay', type=float, default=0.998)
@@ -107,6 +144,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    """The command line parsed by :func:`build_parser` with ``--recipe``'s values (for ``--dataset``) as defaults: a
+    recipe sets every hyper-parameter it names, and each flag given on the command line still wins."""
+    parser = build_parser()
+    known, _ = parser.parse_known_args(argv)
+    if known.recipe:
+        parser.set_defaults(**recipe_defaults(known.recipe, known.dataset))
+    return parser.parse_args(argv)
+
+
 def _setup_distributed(device_arg: Optional[str]):
     """(device, rank, world_size); initialises the process group when started by torchrun."""
     world_size = int(os.environ.get('WORLD_SIZE', '1'))
@@ -123,14 +170,6 @@ def _setup_distributed(device_arg: Optional[str]):
     else:
         device = torch.device(device_arg or 'cpu')
     return device, rank, world_size
-
-
-def _split_dir(root: Path, names: Sequence[str]) -> str:
-    for name in names:
-        if (root / name).is_dir():
-            return name
-    raise FileNotFoundError(f"data_dir: {str(root)!r} has none of the split folders {list(names)}; expected an "
-                            f"ImageFolder: <data_dir>/train/<class>/<image> and <data_dir>/val/<class>/<image>")
 
 
 def _evaluate(model: nn.Module, loader, device: torch.device, channels_last: bool, amp_ctx, world_size: int) -> float:
@@ -235,6 +274,25 @@ def _check_finite(loss: float, epoch: int, it: int, iters: int, updates: int, wo
                                  f'{updates + 1}); stopped before the optimizer step, nothing saved: {kept}')
 
 
+def effective_config(args: argparse.Namespace, data_cfg: Dict[str, Any], **derived: Any) -> Dict[str, Any]:
+    """Every flag's effective value (the model cfg's resolved input size, crop, interpolation, mean and std in place
+    of the ``None`` defaults) plus ``derived`` facts of the run, JSON-ready."""
+    skip = ('make_synthetic', 'synthetic_train', 'synthetic_val', 'demo')
+    config = {k: list(v) if isinstance(v, tuple) else v for k, v in sorted(vars(args).items()) if k not in skip}
+    config.update(img_size=data_cfg['input_size'][-1], crop_pct=data_cfg['crop_pct'],
+                  interpolation=data_cfg['interpolation'], mean=list(data_cfg['mean']), std=list(data_cfg['std']))
+    config.update(derived)
+    if 'world_size' in derived:
+        config['global_batch_size'] = args.batch_size * derived['world_size']
+    return config
+
+
+def format_config(config: Dict[str, Any]) -> str:
+    """The printed form of :func:`effective_config`: a header line, then ``  name = value`` lines."""
+    head = f"effective configuration (recipe {config.get('recipe')}, dataset {config.get('dataset')}):"
+    return '\n'.join([head] + [f'  {k} = {v}' for k, v in config.items()])
+
+
 def train(args: argparse.Namespace) -> Dict[str, Any]:
     """Run the training described by ``args`` (see :func:`build_parser`); returns the final metrics."""
     if not args.data_dir:
@@ -243,11 +301,8 @@ def train(args: argparse.Namespace) -> Dict[str, Any]:
         torch.set_num_threads(args.threads)
     device, rank, world_size = _setup_distributed(args.device)
     random_seed(args.seed, rank)  # torch, numpy and python (augmentations draw from python's random)
-    root = Path(args.data_dir)
-    train_split, val_split = _split_dir(root, ('train',)), _split_dir(root, ('val', 'validation'))
-    ds_train = create_dataset('', root=str(root), split=train_split, is_training=True)
-    ds_val = create_dataset('', root=str(root), split=val_split)
-    num_classes = args.num_classes or len(ds_train.reader.class_to_idx)
+    ds_train, ds_val, found_classes = create_datasets(args.dataset, args.data_dir)
+    num_classes = args.num_classes or found_classes
 
     stride = dict(output_stride=args.output_stride) if args.output_stride != 32 else {}  # non-DLA models too
     model = timm.create_model(args.model, pretrained=args.pretrained, num_classes=num_classes, drop_rate=args.drop,
@@ -259,7 +314,9 @@ def train(args: argparse.Namespace) -> Dict[str, Any]:
         model.set_grad_checkpointing()
     if args.sync_bn and world_size > 1:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    data_cfg = resolve_data_config(dict(img_size=args.img_size) if args.img_size else {}, model=model)
+    overrides = dict(img_size=args.img_size, crop_pct=args.crop_pct, interpolation=args.interpolation,
+                     mean=args.mean, std=args.std)
+    data_cfg = resolve_data_config({k: v for k, v in overrides.items() if v is not None}, model=model)
     memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
     model.to(device=device, memory_format=memory_format)
     base_model = model
@@ -275,18 +332,27 @@ def train(args: argparse.Namespace) -> Dict[str, Any]:
         'interpolation'], mean=data_cfg['mean'], std=data_cfg['std'], num_workers=args.workers,
         distributed=world_size > 1, use_prefetcher=False, persistent_workers=args.workers > 0, device=device)
     loader_train = create_loader(ds_train, is_training=True, no_aug=args.no_aug, scale=tuple(args.scale),
+                                 ratio=tuple(args.ratio), hflip=args.hflip, color_jitter=args.color_jitter or None,
                                  **loader_args)
+    if not args.no_aug and (args.photometric or args.lighting):  # the paper's colour noise, before Normalize
+        ds_train.transform = with_colour_noise(ds_train.transform, args.photometric, args.lighting)
     loader_val = create_loader(ds_val, is_training=False, crop_pct=data_cfg['crop_pct'], **loader_args)
 
     optimizer = create_optimizer_v2(model, opt=args.opt, lr=args.lr, weight_decay=args.weight_decay,
-                                    momentum=args.momentum)
+                                    momentum=args.momentum, filter_bias_and_bn=not args.wd_bias_norm)
     scheduler, num_epochs = create_scheduler_v2(
         optimizer, sched=args.sched, num_epochs=args.epochs, warmup_epochs=args.warmup_epochs,
-        warmup_lr=args.warmup_lr, min_lr=args.min_lr, step_on_epochs=False, updates_per_epoch=len(loader_train))
+        warmup_lr=args.warmup_lr, min_lr=args.min_lr, decay_epochs=args.decay_epochs, decay_rate=args.decay_rate,
+        step_on_epochs=False, updates_per_epoch=len(loader_train))
     criterion = LabelSmoothingCrossEntropy(args.smoothing) if args.smoothing > 0 else nn.CrossEntropyLoss()
     ema = ModelEmaV3(base_model, decay=args.model_ema_decay) if args.model_ema else None
 
     out_dir = Path(args.output)
+    config = effective_config(args, data_cfg, num_classes=num_classes, world_size=world_size,
+                              train_images=len(ds_train), eval_images=len(ds_val), updates_per_epoch=len(loader_train),
+                              train_transform=[repr(t) for t in getattr(ds_train.transform, 'transforms', [])])
+    if rank == 0 and args.recipe:
+        print(format_config(config), flush=True)
     best, acc, acc_ema, updates, start_epoch = -1.0, 0.0, None, 0, 0
     history: List[Dict[str, float]] = []
     resume_from = _resume_path(args.resume, out_dir) if args.resume else None
@@ -326,6 +392,7 @@ def train(args: argparse.Namespace) -> Dict[str, Any]:
         model.train()
         loss_sum, seen = 0.0, 0
         bar = tqdm(loader_train, desc=f'{args.model} epoch {epoch + 1}/{num_epochs}', disable=not show, leave=False)
+        epoch_lr = optimizer.param_groups[0]['lr']  # the learning rate this epoch starts with
         for it, (x, y) in enumerate(bar):
             x, y = x.to(device), y.to(device)
             if args.channels_last:
@@ -351,7 +418,7 @@ def train(args: argparse.Namespace) -> Dict[str, Any]:
         acc = _evaluate(model, loader_val, device, args.channels_last, amp_ctx, world_size)
         if ema is not None:
             acc_ema = _evaluate(ema.module, loader_val, device, args.channels_last, amp_ctx, world_size)
-        history.append(dict(epoch=epoch + 1, train_loss=loss_sum / max(seen, 1), val_accuracy=acc))
+        history.append(dict(epoch=epoch + 1, train_loss=loss_sum / max(seen, 1), val_accuracy=acc, lr=epoch_lr))
         is_best, best = acc > best, max(acc, best)
         bad = non_finite_keys(base_model.state_dict()) + (non_finite_keys(ema.module.state_dict()) if ema else [])
         if bad:  # e.g. BatchNorm statistics; every rank holds the same weights, so every rank stops here
@@ -371,6 +438,7 @@ def train(args: argparse.Namespace) -> Dict[str, Any]:
             ckpt = _checkpoint(base_model, ema, args.model, epoch + 1, acc, optimizer=optimizer.state_dict(),
                                scheduler=scheduler.state_dict(), updates=updates, best_accuracy=best,
                                history=history, rng_states=rng_states, **extra)
+            save_atomic(json.dumps(config, indent=2).encode() + b'\n', out_dir / 'config.json')
             if is_best:  # best first: a kill before last.pth is written re-runs this epoch and rewrites both
                 save_atomic(ckpt, out_dir / 'best.pth')
             save_atomic(ckpt, out_dir / 'last.pth')
@@ -402,7 +470,7 @@ def demo(epochs: int = 4, model: str = 'dla46_c', progress: bool = True) -> Dict
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     if args.demo:
         demo(progress=not args.no_progress)
         return 0

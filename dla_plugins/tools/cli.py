@@ -8,6 +8,7 @@ import traceback
 from typing import List, Optional, Tuple
 
 from .._extras import MissingExtraError, require
+from .params import add_params_parser
 
 __all__ = ['main', 'build_parser', 'variant_list']
 
@@ -139,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     from ..weights.cli import add_parser as add_weights_parser
 
     add_weights_parser(sub)
+    add_params_parser(sub)
     return p
 
 

@@ -19,7 +19,7 @@ def _subcommands():
 
 
 def test_help_everywhere(capsys):
-    assert _subcommands() == ['convert', 'demo', 'export', 'weights', 'zoo']
+    assert _subcommands() == ['convert', 'demo', 'export', 'params', 'weights', 'zoo']
     for cmd in [[], *[[c] for c in _subcommands()]]:
         with pytest.raises(SystemExit) as e:
             main(cmd + ['--help'])

@@ -15,7 +15,7 @@ from tests.helpers import ROOT
 
 # The fresh venv takes the versions this environment was tested with (pip finds them in its cache/local mirror).
 PINNED = ('torch', 'torchvision', 'timm', 'numpy', 'safetensors', 'tqdm', 'huggingface_hub', 'pyyaml', 'fvcore',
-          'iopath', 'matplotlib')
+          'iopath', 'matplotlib', 'scipy')
 SMOKE = """
     import os, sys, torch, timm
     import dla_plugins, timm_ext, d2_ext, mmseg_ext
