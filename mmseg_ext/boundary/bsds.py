@@ -134,7 +134,7 @@ class BSDS500Dataset(BaseSegDataset):
         super().__init__(img_suffix=img_suffix, seg_map_suffix=seg_map_suffix, **kwargs)
 
     def _pair_list(self) -> List[dict]:
-        img_dir = self.data_prefix.get('img_path') or ''
+        img_dir = self.data_prefix.get('img_path') or self.data_root or ''
         ann_dir = self.data_prefix.get('seg_map_path') or img_dir
         data_list = []
         lines = fileio.get_text(self.ann_file, backend_args=self.backend_args).splitlines()
