@@ -138,6 +138,9 @@ def test_loss_bad_input():
     with pytest.raises(ValueError) as e:
         _loss(edge_weight=0)
     assert str(e.value) == 'edge_weight: must be > 0, got 0'
+    with pytest.raises(ValueError) as e:
+        _loss(loss_name='boundary')
+    assert str(e.value) == "loss_name: must start with 'loss_' (mmengine sums those), got 'boundary'"
 
 
 @pytest.mark.parametrize('out_channels', [None, 1])
@@ -194,6 +197,11 @@ def test_metric_reads_every_annotator(bsds, tmp_path):
     fixed = METRICS.build(dict(type='BoundaryMetric', thresholds=[0.5]))
     fixed.process({}, [sample.to_dict()])
     assert set(fixed.compute_metrics(fixed.results)) == {'F', 'precision', 'recall'}
+    sample.seg_logits = PixelData(data=torch.zeros(2, 24, 32))
+    with pytest.raises(ValueError) as e:
+        fixed.process({}, [sample.to_dict()])
+    assert str(e.value) == (f'ground truth {sample.seg_map_path!r}: shape (48, 64) differs from the prediction '
+                            f'(24, 32) (predictions are resized to ori_shape; keep ground truth at the image size)')
 
 
 @pytest.mark.parametrize('kw,message', [

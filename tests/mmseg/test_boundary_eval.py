@@ -4,14 +4,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from mmseg_ext.boundary.evaluation import (
-    correspond_pixels,
-    default_thresholds,
-    edge_nms,
-    evaluate_image,
-    summarize,
-    thin,
-)
+from mmseg_ext.boundary import evaluation as ev
+from mmseg_ext.eval_boundary import main as eval_main
 
 SIZE = 200  # diagonal 282.8 px: the benchmark's tolerance 0.0075 x diagonal is 2.12 px
 
@@ -26,11 +20,11 @@ def _lines(dy: int = 0, dx: int = 0) -> np.ndarray:
 
 
 def _score(preds, gts, **kw):
-    return summarize([evaluate_image(p, g, **kw) for p, g in zip(preds, gts)])
+    return ev.summarize([ev.evaluate_image(p, g, **kw) for p, g in zip(preds, gts)])
 
 
 def test_ground_truth_lines_are_thin():
-    assert (thin(_lines()) == _lines().astype(bool)).all()
+    assert (ev.thin(_lines()) == _lines().astype(bool)).all()
 
 
 def test_prediction_equal_to_ground_truth():
@@ -54,9 +48,9 @@ def test_prediction_shifted_by_less_and_by_more_than_the_tolerance(shift, expect
 
 
 def test_empty_prediction():
-    counts = evaluate_image(np.zeros((SIZE, SIZE)), [_lines()])
+    counts = ev.evaluate_image(np.zeros((SIZE, SIZE)), [_lines()])
     assert counts.shape == (99, 4) and (counts[:, [0, 2, 3]] == 0).all() and (counts[:, 1] == 240).all()
-    assert summarize([counts]) == dict(ODS=0.0, OIS=0.0, AP=0.0, ODS_threshold=0.01, ODS_precision=0.0,
+    assert ev.summarize([counts]) == dict(ODS=0.0, OIS=0.0, AP=0.0, ODS_threshold=0.01, ODS_precision=0.0,
                                        ODS_recall=0.0)
 
 
@@ -89,15 +83,15 @@ def test_correspondence_is_one_to_one_and_optimal():
     pred = np.zeros((SIZE, SIZE), bool)
     gt[50, [50, 52]] = True
     pred[50, [51, 53]] = True  # a greedy nearest match of (50, 51) to (50, 52) would leave (50, 53) without one
-    m1, m2, cost = correspond_pixels(pred, gt)
+    m1, m2, cost = ev.correspond_pixels(pred, gt)
     assert (m1 == pred).all() and (m2 == gt).all() and cost == 2
     pred[50, 53] = False
     pred[51, 51] = True  # two predictions within reach of (50, 50) and (50, 52): each is used once
-    m1, m2, _ = correspond_pixels(pred, gt)
+    m1, m2, _ = ev.correspond_pixels(pred, gt)
     assert m1.sum() == m2.sum() == 2
     far = np.zeros_like(gt)
     far[60, 60] = True
-    assert correspond_pixels(far, gt)[0].sum() == 0
+    assert ev.correspond_pixels(far, gt)[0].sum() == 0
 
 
 def test_thinning_keeps_topology():
@@ -105,23 +99,23 @@ def test_thinning_keeps_topology():
     eight = np.ones((3, 3), bool)
     for _ in range(20):
         blobs = ndimage.binary_dilation(rng.random((40, 50)) < 0.03, iterations=2)
-        t = thin(blobs)
-        assert not (t & ~blobs).any() and (thin(t) == t).all()
+        t = ev.thin(blobs)
+        assert not (t & ~blobs).any() and (ev.thin(t) == t).all()
         assert ndimage.label(t, eight)[1] == ndimage.label(blobs, eight)[1]
     box = np.zeros((20, 30), bool)
     box[5:15, 5:25] = True
-    t = thin(box)
+    t = ev.thin(box)
     assert t.sum() < 25 and ndimage.label(t, eight)[1] == 1  # a filled rectangle becomes a short stroke
     ring = box.copy()
     ring[8:12, 9:21] = False
-    t = thin(ring)
+    t = ev.thin(ring)
     assert ndimage.label(~t)[1] == 2  # the hole stays a hole
 
 
 def test_nms_keeps_the_ridge_and_fades_the_border():
     cols = np.arange(SIZE)[None, :]
     blurred = np.exp(-0.5 * ((cols - 80) / 2.0) ** 2) * np.ones((SIZE, 1))  # a vertical ridge 2 px wide
-    out = edge_nms(blurred)
+    out = ev.edge_nms(blurred)
     inner = out[5:-5]
     assert (inner[:, 80] == 1).all() and (np.delete(inner, 80, axis=1) == 0).all()
     assert np.allclose(out[:6, 80], [0, 0.2, 0.4, 0.6, 0.8, 1.0])  # linear fade over `border` = 5 pixels
@@ -134,17 +128,47 @@ def test_nms_keeps_the_ridge_and_fades_the_border():
 ])
 def test_bad_thresholds(thresholds, message):
     with pytest.raises(ValueError) as e:
-        default_thresholds(thresholds)
+        ev.default_thresholds(thresholds)
     assert str(e.value) == message
 
 
 def test_bad_inputs_name_the_argument():
     with pytest.raises(ValueError) as e:
-        evaluate_image(np.zeros((10, 10)), [np.zeros((10, 12))])
+        ev.evaluate_image(np.zeros((10, 10)), [np.zeros((10, 12))])
     assert str(e.value) == 'gts: every ground truth must have the prediction shape (10, 10), got (10, 12)'
     with pytest.raises(ValueError) as e:
-        evaluate_image(np.zeros((10, 10)), [np.zeros((10, 10))], matcher='csa')
+        ev.evaluate_image(np.zeros((10, 10)), [np.zeros((10, 10))], matcher='csa')
     assert str(e.value) == "matcher: unknown 'csa'; allowed: ['scipy', 'pyedgeeval']"
     with pytest.raises(ValueError) as e:
-        summarize([])
+        ev.summarize([])
     assert str(e.value) == 'per_image: no image was evaluated'
+
+
+def test_eval_boundary_entry_on_files(tmp_path, capsys):
+    """PNG maps against PNG ground truth (the .mat case runs in test_boundary_train.py); and its bad input."""
+    import cv2
+
+    pred_dir, gt_dir = tmp_path / 'pred', tmp_path / 'gt'
+    pred_dir.mkdir()
+    gt_dir.mkdir()
+    cv2.imwrite(str(gt_dir / 'a.png'), (_lines() * 255).astype(np.uint8))
+    cv2.imwrite(str(pred_dir / 'a.png'), (_lines(2, 2) * 255).astype(np.uint8))
+    assert eval_main([str(pred_dir), str(gt_dir)]) == 0
+    assert capsys.readouterr().out.startswith('[eval_boundary] 1 images: ODS 1.0000 (threshold 0.010, P 1.0000, '
+                                              'R 1.0000), OIS 1.0000, AP 0.0000')
+    cv2.imwrite(str(gt_dir / 'b.png'), np.zeros((SIZE, SIZE), np.uint8))
+    with pytest.raises(FileNotFoundError) as e:
+        eval_main([str(pred_dir), str(gt_dir)])
+    assert str(e.value) == "PRED_DIR: 1 of 2 image(s) have no prediction (<id>.png or <id>.npy), e.g. 'b'"
+    np.save(pred_dir / 'b.npy', np.zeros((SIZE, SIZE + 1)))
+    with pytest.raises(ValueError) as e:
+        eval_main([str(pred_dir), str(gt_dir)])
+    assert str(e.value) == (f"prediction {str(pred_dir / 'b.npy')!r}: shape (200, 201) differs from its ground "
+                            f"truth (200, 200)")
+    with pytest.raises(FileNotFoundError) as e:
+        eval_main([str(tmp_path / 'none'), str(gt_dir)])
+    assert str(e.value) == f"PRED_DIR: no such folder {str(tmp_path / 'none')!r}"
+    (tmp_path / 'empty').mkdir()
+    with pytest.raises(FileNotFoundError) as e:
+        eval_main([str(pred_dir), str(tmp_path / 'empty')])
+    assert str(e.value) == f"GT_DIR: no .mat or .png ground truth in {str(tmp_path / 'empty')!r}"
