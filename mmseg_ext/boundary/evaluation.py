@@ -26,7 +26,8 @@ from scipy.ndimage import convolve1d
 from scipy.sparse.csgraph import min_weight_full_bipartite_matching
 
 __all__ = ['BSDS_MAX_DIST', 'OUTLIER_COST', 'default_thresholds', 'conv_tri', 'edge_orientation', 'edge_nms',
-           'thin', 'correspond_pixels', 'evaluate_image', 'evaluate_many', 'summarize', 'f_measure', 'MATCHERS']
+           'thin', 'correspond_pixels', 'evaluate_image', 'evaluate_many', 'summarize', 'f_measure', 'precision_recall',
+           'MATCHERS']
 
 BSDS_MAX_DIST = 0.0075  # the benchmark's tolerance, a fraction of the image diagonal
 OUTLIER_COST = 100.0  # correspondPixels' default: an unmatched pixel costs 100 x the maximum distance
@@ -309,7 +310,8 @@ def f_measure(p: Union[float, np.ndarray], r: Union[float, np.ndarray]) -> Union
     return 2 * p * r / (p + r + ((p + r) == 0))
 
 
-def _pr(counts: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+def precision_recall(counts: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Precision and recall from ``cntR, sumR, cntP, sumP`` counts (last axis); 0 where nothing was counted."""
     cnt_r, sum_r, cnt_p, sum_p = (counts[..., i].astype(np.float64) for i in range(4))
     return cnt_p / (sum_p + (sum_p == 0)), cnt_r / (sum_r + (sum_r == 0))
 
@@ -322,7 +324,7 @@ def summarize(per_image: Sequence[np.ndarray], thresholds: Thresholds = 99) -> D
     counts = np.stack([np.asarray(c) for c in per_image])  # N x T x 4
     if counts.shape[1] != ts.size:
         raise ValueError(f'per_image: counts for {counts.shape[1]} thresholds, but {ts.size} thresholds given')
-    p, r = _pr(counts.sum(0))
+    p, r = precision_recall(counts.sum(0))
     # ODS: best F over thresholds, linearly interpolated between neighbours (100 steps, MATLAB's linspace(0, 1))
     best = (float(ts[0]), float(p[0]), float(r[0]), float(f_measure(p[0], r[0])))
     d = np.linspace(0, 1, 100)
@@ -333,9 +335,9 @@ def summarize(per_image: Sequence[np.ndarray], thresholds: Thresholds = 99) -> D
         if fi[k] > best[3]:
             best = (float(ti[k]), float(pi[k]), float(ri[k]), float(fi[k]))
     # OIS: counts pooled at each image's best (first maximal) threshold
-    pim, rim = _pr(counts)
+    pim, rim = precision_recall(counts)
     pick = np.argmax(f_measure(pim, rim), axis=1)
-    p_ois, r_ois = _pr(counts[np.arange(counts.shape[0]), pick].sum(0))
+    p_ois, r_ois = precision_recall(counts[np.arange(counts.shape[0]), pick].sum(0))
     # AP: area under the dataset-level PR curve at recall 0, 0.01, ..., 1 (0 outside the measured recalls)
     ru, first = np.unique(r, return_index=True)
     if ru.size > 1:

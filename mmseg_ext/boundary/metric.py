@@ -12,7 +12,16 @@ from mmengine.evaluator import BaseMetric
 from mmseg.registry import METRICS
 
 from .bsds import read_bsds_boundaries
-from .evaluation import BSDS_MAX_DIST, MATCHERS, Thresholds, default_thresholds, evaluate_many, summarize
+from .evaluation import (
+    BSDS_MAX_DIST,
+    MATCHERS,
+    Thresholds,
+    default_thresholds,
+    evaluate_many,
+    f_measure,
+    precision_recall,
+    summarize,
+)
 
 __all__ = ['BoundaryMetric', 'edge_probability', 'quantize']
 
@@ -119,7 +128,5 @@ class BoundaryMetric(BaseMetric):
                 results[i] = counts
         if self.thresholds.size > 1:
             return summarize(results, self.thresholds)
-        counts = np.stack(results).sum(0)[0].astype(np.float64)  # cntR, sumR, cntP, sumP
-        r = counts[0] / (counts[1] + (counts[1] == 0))
-        p = counts[2] / (counts[3] + (counts[3] == 0))
-        return dict(F=float(2 * p * r / (p + r + ((p + r) == 0))), precision=float(p), recall=float(r))
+        p, r = precision_recall(np.stack(results).sum(0)[0])
+        return dict(F=float(f_measure(p, r)), precision=float(p), recall=float(r))

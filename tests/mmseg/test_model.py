@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
-from mmseg.registry import DATASETS, MODEL_WRAPPERS, MODELS
+from mmseg.registry import DATASETS, METRICS, MODEL_WRAPPERS, MODELS, TRANSFORMS
 from mmseg.structures import SegDataSample
 
 import mmseg_ext
@@ -19,6 +19,7 @@ from tests.golden import load_manifest, synth_state_dict
 from tests.helpers import randomize_bn
 
 CONFIGS = [get_config_file(n) for n in list_config_files() if not n.startswith('_base_')]
+CITYSCAPES = get_config_file('dla34_idaup_4xb2-80k_cityscapes-512x1024.py')
 
 
 @pytest.fixture(autouse=True)
@@ -36,7 +37,9 @@ def test_registered_names_are_ours():
     assert MODELS.get('DLAUpHead') is mmseg_ext.DLAUpHead
     assert DATASETS.get('CamVidDataset') is mmseg_ext.CamVidDataset
     assert MODEL_WRAPPERS.get('DeviceAwareDDP') is mmseg_ext.DeviceAwareDDP
-    for registry, names in ((MODELS, mmseg_ext.REGISTERED['MODELS']), (DATASETS, ('CamVidDataset',))):
+    for registry, names in ((MODELS, mmseg_ext.REGISTERED['MODELS']), (DATASETS, mmseg_ext.REGISTERED['DATASETS']),
+                            (TRANSFORMS, mmseg_ext.REGISTERED['TRANSFORMS']),
+                            (METRICS, mmseg_ext.REGISTERED['METRICS'])):
         for name in names:
             assert registry.module_dict[name].__module__.startswith('mmseg_ext.')
 
@@ -107,7 +110,7 @@ def test_backbone_and_head_equal_core_dlaseg(output_stride, strides):
 
 
 def test_init_weights_keeps_bilinear_upsampling():
-    cfg = Config.fromfile(CONFIGS[0])
+    cfg = Config.fromfile(CITYSCAPES)
     cfg.model.backbone.init_cfg = None
     model = MODELS.build(cfg.model)
     model.init_weights()
@@ -245,7 +248,7 @@ def test_pretrained_init_cfg_loads_strictly_and_drops_classifier(tmp_path, layou
     assert ('level3.project.0.weight' in state) == (layout == 'ucbdrive')
     path = tmp_path / f'dla34_{layout}.pth'
     torch.save(state, path)
-    cfg = Config.fromfile(CONFIGS[0])
+    cfg = Config.fromfile(CITYSCAPES)
     cfg.model.backbone.init_cfg = dict(type='Pretrained', checkpoint=str(path))
     model = MODELS.build(cfg.model)
     model.init_weights()  # what mmengine's Runner calls
@@ -300,7 +303,7 @@ def test_amp_flag_makes_an_amp_optim_wrapper():
     """``mmseg_ext.train --amp`` (what ``dla-plugins gpu-check`` runs on CUDA): mmengine's AmpOptimWrapper."""
     from mmseg_ext.train import build_parser, enable_amp, load_config
 
-    args = build_parser().parse_args([CONFIGS[0], '--amp', '--cfg-options', 'optim_wrapper.dtype=bfloat16'])
+    args = build_parser().parse_args([CITYSCAPES, '--amp', '--cfg-options', 'optim_wrapper.dtype=bfloat16'])
     assert args.amp
     cfg = load_config(args.config, args.cfg_options)
     optimizer = cfg.optim_wrapper.optimizer.to_dict()
