@@ -172,6 +172,6 @@ class BSDS500Dataset(BaseSegDataset):
             raise FileNotFoundError(f'BSDS500Dataset: {len(missing)} image(s) without ground truth, e.g. '
                                     f'{missing[0]!r}')
         for d in data_list:
-            d.update(boundary_rule=dict(self.boundary_rule, ignore_index=self.ignore_index), label_map=None,
+            d.update(boundary_rule=dict(self.boundary_rule, ignore_index=self.ignore_index), label_map=self.label_map,
                      reduce_zero_label=False, seg_fields=[])
         return data_list

@@ -12,9 +12,9 @@ It follows the MATLAB benchmark of the BSDS500 release (``evaluation_bdry_image.
    steps); OIS: F of the counts pooled at each image's best threshold; AP: the area under the dataset-level
    precision-recall curve sampled at recall 0, 0.01, ..., 1.
 
-What differs from the MATLAB code (docs/boundary.md): the correspondence is an exact minimum-cost assignment
-(scipy's LAPJVsp on the same sparse graph and costs) instead of the approximate CSA solver with random sparse outlier
-edges; AP samples 101 recall points and takes the first of equal recalls, as modern MATLAB's ``unique``.
+What differs from the MATLAB code (docs/boundary.md): the correspondence is an exact minimum-cost assignment of the
+same costs (scipy's LAPJVsp) instead of the approximate CSA solver on a graph with random sparse outlier edges; AP
+samples 101 recall points and takes the first of equal recalls, as modern MATLAB's ``unique``.
 """
 import math
 import multiprocessing
@@ -175,9 +175,9 @@ def correspond_pixels(pred: np.ndarray, gt: np.ndarray, max_dist: float = BSDS_M
     """One-to-one matching of the pixels of two binary boundary maps (the benchmark's ``correspondPixels``).
 
     Pixels at most ``max_dist x diagonal`` apart may match at a cost of their distance; an unmatched pixel costs
-    ``outlier_cost x`` that distance. The minimum total cost is found exactly (a sparse assignment with one outlier
-    node per pixel). Returns ``(match1, match2, cost)``: bool maps of the matched pixels of ``pred`` and ``gt``,
-    and the cost of the matched pairs.
+    ``outlier_cost x`` that distance. The minimum total cost is found exactly (a sparse assignment in which each
+    pixel of ``pred`` takes a pixel of ``gt`` or an outlier of its own). Returns ``(match1, match2, cost)``: bool
+    maps of the matched pixels of ``pred`` and ``gt``, and the cost of the matched pairs.
     """
     a, b = np.asarray(pred).astype(bool), np.asarray(gt).astype(bool)
     if a.shape != b.shape or a.ndim != 2:

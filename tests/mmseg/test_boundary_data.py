@@ -76,6 +76,31 @@ def test_hed_pair_list_gives_the_same_labels(bsds, tmp_path):
         torch.testing.assert_close(a.gt_sem_seg.data, b.gt_sem_seg.data, rtol=0, atol=0)
 
 
+def test_shipped_config_data_pipelines_run_on_the_bsr_layout(tmp_path):
+    """The recipe's train set (train + val, rotation, 416 crop, flip, colour) and the test set, as shipped."""
+    from mmengine.dataset import ConcatDataset
+
+    root = write_bsds_layout(str(tmp_path / 'data'), dict(train=2, val=1, test=1), size=(48, 64))
+    cfg = Config.fromfile(get_config_file('dla34_boundary_bsds500.py'))
+    train = cfg.train_dataloader.dataset
+    for d in train.datasets:
+        d.data_root = root
+    train = DATASETS.build(train)
+    assert isinstance(train, ConcatDataset) and len(train) == 3
+    assert [t['type'] for t in cfg.train_dataloader.dataset.datasets[0].pipeline] == [
+        'LoadImageFromFile', 'LoadBoundaryAnnotations', 'RandomRotate', 'RandomCrop', 'RandomFlip',
+        'PhotoMetricDistortion', 'PackSegInputs']
+    sample = train[2]['data_samples']
+    label = sample.gt_sem_seg.data
+    assert label.shape[-2:] == (48, 64) and set(label.unique().tolist()) <= {0, 1, 255}
+    assert (label == 255).any()  # the rotation pads with ignore (and the band is ignored)
+    cfg.test_dataloader.dataset.data_root = root
+    test = DATASETS.build(cfg.test_dataloader.dataset)
+    assert len(test) == 1 and test[0]['data_samples'].seg_map_path.endswith('.mat')
+    assert cfg.test_evaluator == dict(type='BoundaryMetric', thresholds=99, nproc=8)
+    assert cfg.val_evaluator == dict(type='BoundaryMetric', thresholds=[0.5])
+
+
 def test_bad_data_names_the_problem(bsds, tmp_path):
     with pytest.raises(FileNotFoundError) as e:
         _dataset(str(tmp_path / 'none'))

@@ -140,6 +140,9 @@ def test_bad_inputs_name_the_argument():
         ev.evaluate_image(np.zeros((10, 10)), [np.zeros((10, 10))], matcher='csa')
     assert str(e.value) == "matcher: unknown 'csa'; allowed: ['scipy', 'pyedgeeval']"
     with pytest.raises(ValueError) as e:
+        ev.correspond_pixels(np.zeros((10, 10)), np.zeros((10, 12)))
+    assert str(e.value) == 'pred, gt: two 2-d maps of one shape expected, got (10, 10) and (10, 12)'
+    with pytest.raises(ValueError) as e:
         ev.summarize([])
     assert str(e.value) == 'per_image: no image was evaluated'
 
