@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
-from mmseg.registry import DATASETS, MODEL_WRAPPERS, MODELS
+from mmseg.registry import DATASETS, METRICS, MODEL_WRAPPERS, MODELS, TRANSFORMS
 from mmseg.structures import SegDataSample
 
 import mmseg_ext
@@ -19,6 +19,7 @@ from tests.golden import load_manifest, synth_state_dict
 from tests.helpers import randomize_bn
 
 CONFIGS = [get_config_file(n) for n in list_config_files() if not n.startswith('_base_')]
+CITYSCAPES = get_config_file('dla34_idaup_4xb2-80k_cityscapes-512x1024.py')
 
 
 @pytest.fixture(autouse=True)
@@ -36,7 +37,9 @@ def test_registered_names_are_ours():
     assert MODELS.get('DLAUpHead') is mmseg_ext.DLAUpHead
     assert DATASETS.get('CamVidDataset') is mmseg_ext.CamVidDataset
     assert MODEL_WRAPPERS.get('DeviceAwareDDP') is mmseg_ext.DeviceAwareDDP
-    for registry, names in ((MODELS, mmseg_ext.REGISTERED['MODELS']), (DATASETS, ('CamVidDataset',))):
+    for registry, names in ((MODELS, mmseg_ext.REGISTERED['MODELS']), (DATASETS, mmseg_ext.REGISTERED['DATASETS']),
+                            (TRANSFORMS, mmseg_ext.REGISTERED['TRANSFORMS']),
+                            (METRICS, mmseg_ext.REGISTERED['METRICS'])):
         for name in names:
             assert registry.module_dict[name].__module__.startswith('mmseg_ext.')
 
@@ -53,8 +56,8 @@ def test_cfg_options_move_or_drop_the_imagenet_checkpoint(path):
     """The documented overrides (docs/mmseg.md): another checkpoint path, or training from scratch."""
     from mmseg_ext.train import build_parser, load_config
 
-    assert Config.fromfile(path).model.backbone.init_cfg == dict(type='Pretrained',
-                                                                 checkpoint='checkpoints/dla34_imagenet.pth')
+    backbone = Config.fromfile(path).model.backbone
+    assert backbone.init_cfg == dict(type='Pretrained', checkpoint=f'checkpoints/{backbone.arch}_imagenet.pth')
     args = build_parser().parse_args([path, '--cfg-options', 'model.backbone.init_cfg.checkpoint=/models/dla34.pth'])
     cfg = load_config(args.config, args.cfg_options)
     assert cfg.model.backbone.init_cfg == dict(type='Pretrained', checkpoint='/models/dla34.pth')
@@ -76,7 +79,8 @@ def test_config_builds_and_predicts_odd_sizes(path):
     x = torch.randn(1, 3, h, w)
     with torch.no_grad():
         logits = model(x, mode='tensor')
-        assert logits.shape == (1, num_classes, 17, 24)  # stride 4 of level2: 67 -> 34 -> 17, 93 -> 47 -> 24
+        stride = cfg.model.decode_head.strides[0]  # 4 (level2: 67 -> 34 -> 17, 93 -> 47 -> 24), 2 for boundaries
+        assert logits.shape == ((1, num_classes, 17, 24) if stride == 4 else (1, num_classes, 34, 47))
         sample = SegDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w)))
         pred = model.predict(x, [sample])[0]
     assert pred.pred_sem_seg.data.shape == (1, h, w)
@@ -106,7 +110,7 @@ def test_backbone_and_head_equal_core_dlaseg(output_stride, strides):
 
 
 def test_init_weights_keeps_bilinear_upsampling():
-    cfg = Config.fromfile(CONFIGS[0])
+    cfg = Config.fromfile(CITYSCAPES)
     cfg.model.backbone.init_cfg = None
     model = MODELS.build(cfg.model)
     model.init_weights()
@@ -244,7 +248,7 @@ def test_pretrained_init_cfg_loads_strictly_and_drops_classifier(tmp_path, layou
     assert ('level3.project.0.weight' in state) == (layout == 'ucbdrive')
     path = tmp_path / f'dla34_{layout}.pth'
     torch.save(state, path)
-    cfg = Config.fromfile(CONFIGS[0])
+    cfg = Config.fromfile(CITYSCAPES)
     cfg.model.backbone.init_cfg = dict(type='Pretrained', checkpoint=str(path))
     model = MODELS.build(cfg.model)
     model.init_weights()  # what mmengine's Runner calls
@@ -299,7 +303,7 @@ def test_amp_flag_makes_an_amp_optim_wrapper():
     """``mmseg_ext.train --amp`` (what ``python -m benchmarks.gpu_check`` runs on CUDA): mmengine's AmpOptimWrapper."""
     from mmseg_ext.train import build_parser, enable_amp, load_config
 
-    args = build_parser().parse_args([CONFIGS[0], '--amp', '--cfg-options', 'optim_wrapper.dtype=bfloat16'])
+    args = build_parser().parse_args([CITYSCAPES, '--amp', '--cfg-options', 'optim_wrapper.dtype=bfloat16'])
     assert args.amp
     cfg = load_config(args.config, args.cfg_options)
     optimizer = cfg.optim_wrapper.optimizer.to_dict()
