@@ -1,6 +1,6 @@
 """Our BSDS benchmark against pyEdgeEval 0.2.8 (the field's package around the MATLAB benchmark's C++; extra
 ``boundary``, installed by scripts/setup.sh): the same thinning as MATLAB's tables, the same NMS as ``edgesNmsMex``,
-and ODS/OIS/AP within 0.005 of its evaluator on the same synthetic BSDS scenes (scripts/boundary_crosscheck.py
+and ODS/OIS/AP within 0.005 of its evaluator on the same synthetic BSDS scenes (benchmarks/boundary_crosscheck.py
 measures the full-size case, docs/boundary.md)."""
 import numpy as np
 import pytest

@@ -2,22 +2,19 @@
 package that wraps the MATLAB benchmark's C++ (CSA correspondence, Dollar's NMS). Developer script behind the numbers
 in docs/boundary.md; needs ``pip install 'dla-plugins[boundary]'``.
 
-    python scripts/boundary_crosscheck.py [--images 12] [--size 321 481]
+    python -m benchmarks.boundary_crosscheck [--images 12] [--size 321 481]
 
 Compares, piece by piece and as a whole: thinning (ours vs pyEdgeEval's port of MATLAB's ``bwmorph`` tables and vs
 the py-bsds500 thinning its evaluator uses), NMS (ours vs the C++ ``edgesNmsMex``), the correspondence (our exact
 assignment vs CSA: matched pixels, time) and ODS/OIS/AP of synthetic BSDS scenes scored by both evaluators.
 """
 import argparse
-import os
 import sys
 import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from mmseg_ext.boundary import evaluation as ev  # noqa: E402
+from mmseg_ext.boundary import evaluation as ev
 from mmseg_ext.boundary.demo import sobel_edges  # noqa: E402
 from mmseg_ext.boundary.synthetic import render_boundary_scene  # noqa: E402
 
