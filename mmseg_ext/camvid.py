@@ -21,6 +21,17 @@ CAMVID_PALETTE = [[128, 128, 128], [128, 0, 0], [192, 192, 128], [128, 64, 128],
 CAMVID_SPLITS = dict(train=367, val=101, test=233)
 
 
+def check_folders(dataset: BaseSegDataset, label_name: str, label_dir: str, stem: str) -> None:
+    """Raise FileNotFoundError naming the layout when ``dataset``'s image or label folder (local paths) is missing."""
+    img_dir, ann_dir = dataset.data_prefix.get('img_path'), dataset.data_prefix.get('seg_map_path')
+    for what, folder in (('image', img_dir), (label_name, ann_dir)):
+        if folder and '://' not in folder and not osp.isdir(folder):
+            raise FileNotFoundError(
+                f'{type(dataset).__name__}: no {what} folder {folder!r} (data_root={dataset.data_root!r}); expected '
+                f'<data_root>/images/<split>/<{stem}>{dataset.img_suffix} and '
+                f'<data_root>/{label_dir}/<split>/<{stem}>{dataset.seg_map_suffix}')
+
+
 @DATASETS.register_module()
 class CamVidDataset(BaseSegDataset):
     """CamVid, 11 classes plus void (label 255, ignored). Images and label maps share their file name.
@@ -39,13 +50,8 @@ class CamVidDataset(BaseSegDataset):
 
     def load_data_list(self) -> List[dict]:
         """mmseg's directory listing, after checking the folders exist and every image has its label map."""
+        check_folders(self, 'label', 'annotations', 'name')
         img_dir, ann_dir = self.data_prefix.get('img_path'), self.data_prefix.get('seg_map_path')
-        for what, folder in (('image', img_dir), ('label', ann_dir)):
-            if folder and '://' not in folder and not osp.isdir(folder):
-                raise FileNotFoundError(
-                    f'CamVidDataset: no {what} folder {folder!r} (data_root={self.data_root!r}); expected '
-                    f'<data_root>/images/<split>/<name>{self.img_suffix} and '
-                    f'<data_root>/annotations/<split>/<name>{self.seg_map_suffix}')
         data_list = super().load_data_list()
         if not data_list and not self.ann_file:
             raise FileNotFoundError(f'CamVidDataset: no *{self.img_suffix} image in {img_dir!r}')

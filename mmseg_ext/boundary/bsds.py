@@ -25,6 +25,8 @@ from mmseg.datasets import BaseSegDataset
 from mmseg.registry import DATASETS, TRANSFORMS
 from scipy.io import loadmat
 
+from ..camvid import check_folders
+
 __all__ = ['BSDS500Dataset', 'LoadBoundaryAnnotations', 'consensus_label', 'read_bsds_boundaries',
            'read_boundary_annotation', 'BOUNDARY_CLASSES', 'EDGE_THRESHOLD']
 
@@ -155,13 +157,7 @@ class BSDS500Dataset(BaseSegDataset):
                 raise FileNotFoundError(f'ann_file: no such pair list {self.ann_file!r}')
             data_list = self._pair_list()
         else:
-            img_dir, ann_dir = self.data_prefix.get('img_path'), self.data_prefix.get('seg_map_path')
-            for what, folder in (('image', img_dir), ('groundTruth', ann_dir)):
-                if folder and '://' not in folder and not osp.isdir(folder):
-                    raise FileNotFoundError(
-                        f'BSDS500Dataset: no {what} folder {folder!r} (data_root={self.data_root!r}); expected '
-                        f'<data_root>/images/<split>/<id>{self.img_suffix} and '
-                        f'<data_root>/groundTruth/<split>/<id>{self.seg_map_suffix}')
+            check_folders(self, 'groundTruth', 'groundTruth', 'id')
             data_list = super().load_data_list()
         if not data_list:
             where = self.ann_file or self.data_prefix.get('img_path')
