@@ -102,7 +102,7 @@ SMOKE = Sizes(smoke=True, variants=('dla46_c',), batch_size=2, img_size=32, form
 
 def environment(device: str) -> Dict[str, Any]:
     """Device, driver and versions (hosts read from their installed metadata, not imported)."""
-    env: Dict[str, Any] = dict(device=device, python=platform.pythondist_version(), platform=platform.platform(),
+    env: Dict[str, Any] = dict(device=device, python=platform.python_version(), platform=platform.platform(),
                                cpu_count=os.cpu_count(), torch=torch.__version__, cuda=torch.version.cuda,
                                date=time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()))
     for key, dist in (('torchvision', 'torchvision'), ('timm', 'timm'), ('numpy', 'numpy'), ('mmcv', 'mmcv'),

@@ -61,7 +61,7 @@ def test_pretrained_load_logs_one_line(two_iters, tmp_path):
     lines = [line for line in out.splitlines() if 'DLA init_cfg: ' in line]
     assert len(lines) == 1, lines
     body = create_dla('dla34', num_classes=0)  # what the DLA backbone holds
-    report = load_checkpoint(body, state, drop_classifier=True)
+    report = load_checkpoint(body, state, classifier='drop')
     assert report.layout == 'ucbdrive' and report.skipped and report.dropped_classifier == ['fc.weight', 'fc.bias']
     assert lines[0].endswith(f"mmengine - INFO - DLA init_cfg: loaded {str(path)!r} into dla34 (layout: ucbdrive): "
                              f'{len(body.state_dict())} tensors loaded, {len(report.converted)} renamed, '
