@@ -4,6 +4,7 @@ Registered: ``build_dlap_backbone`` (plain DLA), ``build_dlap_fpn_backbone`` (DL
 ``build_dlap_retinanet_fpn_backbone`` (DLA + FPN + P6/P7), ``build_dlap_up_backbone`` (DLA + DLA-Up neck).
 Config node: ``MODEL.DLAP`` (:func:`add_dlap_config`; :func:`get_cfg` is detectron2's defaults with it). Shipped
 configs: :func:`get_config_file`. detectron2's own ``tools/*.py``: ``python -m d2_ext.run path/to/tool.py ARGS``.
+``MODEL.WEIGHTS: "dlap://dla34.in1k"`` loads registry weights by name (:mod:`d2_ext.weights`).
 """
 from .shipped_configs import get_config_file, list_config_files  # pure Python: locating configs needs no host
 
@@ -31,5 +32,6 @@ else:
         dlap_norm,
     )
     from .config import IMAGENET_RGB_MEAN, IMAGENET_RGB_STD, add_dlap_config, get_cfg
+    from .weights import WeightsHandler  # noqa: F401  (serves 'dlap://NAME' to detectron2's PathManager)
 
 

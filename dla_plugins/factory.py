@@ -14,8 +14,14 @@ _logger = logging.getLogger(__name__)
 
 def create_dla(name: str, *, num_classes: int = 1000, in_chans: int = 3, output_stride: int = 32,
                norm_layer: Union[str, NormLayer, None] = None, drop_rate: float = 0.0, global_pool: str = 'avg',
-               checkpoint_path: Optional[Union[str, os.PathLike]] = None, **kwargs: Any) -> DLA:
+               checkpoint_path: Optional[Union[str, os.PathLike]] = None, pretrained: Union[bool, str] = False,
+               **kwargs: Any) -> DLA:
     """Build DLA variant ``name`` (canonical or paper name, see :func:`list_variants`).
+
+    ``pretrained`` loads a registry file by name, fetched on first use (:mod:`dla_plugins.weights`): ``True`` or
+    ``'in1k'`` the ImageNet weights (timm's), a tag (``'ucbdrive'``, ``'tricks'``) or a full registry name
+    (``'centernet/ctdet_coco_dla_2x'``: a dense file gives its backbone). ``checkpoint_path`` also takes
+    ``'dlap://NAME'``.
 
     With ``checkpoint_path`` (any recognised layout, safetensors or .pth; dense checkpoints give their backbone) the
     weights are loaded strictly; a checkpoint classifier of another size (or none) leaves a fresh one
@@ -25,6 +31,13 @@ def create_dla(name: str, *, num_classes: int = 1000, in_chans: int = 3, output_
     variant = resolve_variant(name)
     model = DLA.from_variant(variant, num_classes=num_classes, in_chans=in_chans, output_stride=output_stride,
                              norm_layer=norm_layer, drop_rate=drop_rate, global_pool=global_pool, **kwargs)
+    if pretrained is not False and pretrained is not None:
+        if checkpoint_path is not None:
+            raise ValueError(f'pretrained: give pretrained or checkpoint_path, not both (got {pretrained!r} and '
+                             f'{checkpoint_path!r})')
+        from .weights import SCHEME, name_for
+
+        checkpoint_path = SCHEME + name_for(variant.name, pretrained)
     if checkpoint_path is not None:
         policy = 'drop' if global_pool == 'catavgmax' else 'if_mismatched'  # catavgmax: the classifier is 2x wider
         report = load_checkpoint(model, checkpoint_path, classifier=policy, adapt_in_chans=in_chans != 3)

@@ -1,4 +1,5 @@
 """The segmentation/dense-prediction network of §4.2: a (dilated) DLA, DLA-Up back to a fine stride, a classifier."""
+import logging
 from typing import List, Optional, Union
 
 import torch
@@ -6,12 +7,15 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .backbone import DLA
+from .checkpoint.io import weights_name
 from .dla_up import DLAUp
 from .layers import NormLayer
+from .variants import resolve_variant
 
 __all__ = ['DLASeg', 'DOWN_RATIOS']
 
 DOWN_RATIOS = (2, 4, 8, 16)
+_logger = logging.getLogger(__name__)
 
 
 class DLASeg(nn.Module):
@@ -37,18 +41,30 @@ class DLASeg(nn.Module):
         node_kernel: DLA-Up node kernel (3; 1 for CenterNet2's ``DLAUP``).
         final_ida: The final IDA-Up stage (None: with flavor='centernet').
         dcn_impl: Kernel of deformable convs: 'auto', 'native' (pure PyTorch) or 'torchvision' (same state_dict).
+        pretrained: A registry file by name, fetched on first use and loaded as ``checkpoint_path`` is: a full name
+            (``'centernet/ctdet_coco_dla_2x'``; ``dla_plugins.weights.get(name).create_model()`` builds its own
+            network) or a tag of the backbone's variant (``True``/``'in1k'``: ImageNet, into the backbone).
     """
 
     def __init__(self, backbone: Union[str, DLA] = 'dla34', num_classes: int = 19, down_ratio: int = 4,
                  output_stride: int = 8, node_type: str = 'conv', norm_layer: Union[str, NormLayer, None] = None,
                  flavor: str = 'paper', checkpoint_path: Optional[str] = None, bias: Optional[bool] = None,
-                 node_kernel: int = 3, final_ida: Optional[bool] = None, dcn_impl: str = 'auto'):
+                 node_kernel: int = 3, final_ida: Optional[bool] = None, dcn_impl: str = 'auto',
+                 pretrained: Union[bool, str] = False):
         super().__init__()
         if down_ratio not in DOWN_RATIOS:
             raise ValueError(f'down_ratio: must be one of {list(DOWN_RATIOS)}, got {down_ratio!r}')
         if not isinstance(num_classes, int) or num_classes < 0:
             raise ValueError(f'num_classes: must be an integer >= 0, got {num_classes!r}')
         state = None
+        if pretrained is not False and pretrained is not None:
+            if checkpoint_path is not None:
+                raise ValueError(f'pretrained: give pretrained or checkpoint_path, not both (got {pretrained!r} and '
+                                 f'{checkpoint_path!r})')
+            from .weights import SCHEME, name_for
+
+            variant = backbone if isinstance(backbone, str) else getattr(backbone, 'variant', '')
+            checkpoint_path = SCHEME + name_for(resolve_variant(variant).name if variant else '', pretrained)
         if checkpoint_path is not None:  # read once; loaded below into the whole network or the backbone
             from .checkpoint import detect_layout, read_state_dict
 
@@ -72,11 +88,13 @@ class DLASeg(nn.Module):
         self.num_classes = num_classes
         if state is not None:
             from .checkpoint import load_checkpoint
+            from .checkpoint.load import note_weights
 
-            if whole:  # a classifier of another class count (or none) stays freshly initialised: fine-tuning
-                load_checkpoint(self, state, classifier='if_mismatched')
-            else:
-                load_checkpoint(self.backbone, state, classifier='drop')
+            into = self if whole else self.backbone  # whole: another classifier size stays fresh (fine-tuning)
+            report = load_checkpoint(into, state, classifier='if_mismatched' if whole else 'drop')
+            name = weights_name(checkpoint_path)
+            if name is not None:
+                _logger.info('%s', note_weights(report, name, into, len(into.state_dict())))
 
     def forward_pyramid(self, x: torch.Tensor) -> List[torch.Tensor]:
         """DLA-Up outputs, finest first (entry 0 is :meth:`forward_features`)."""

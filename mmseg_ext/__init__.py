@@ -36,5 +36,6 @@ else:
     from .checkpointing import FiniteLossHook  # also registers the 'dlap_atomic' file backend
     from .dist import DeviceAwareDDP, adapt_config_for_cpu
     from .head import DLAUpHead
+    from .weights import load_from_dlap  # noqa: F401  (registers the 'dlap://' checkpoint scheme)
 
 

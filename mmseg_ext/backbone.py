@@ -13,6 +13,7 @@ from mmseg.registry import MODELS
 
 from dla_plugins import CheckpointError, create_dla, load_checkpoint
 from dla_plugins.backbone import NUM_LEVELS, STAGES
+from dla_plugins.checkpoint.io import weights_name
 
 __all__ = ['DLA', 'NORM_TYPES', 'norm_layer_from_cfg']
 
@@ -59,9 +60,9 @@ class DLA(BaseModule):
             ``level1``: everything at stride <= 2), k >= 1 the stem and ``level2``..``level{k+1}``.
         norm_eval: Keep every BatchNorm of the backbone in eval mode (frozen statistics) during training.
         with_cp: Gradient checkpointing: each level is recomputed in the backward pass.
-        init_cfg: None (the core's initialisation) or ``dict(type='Pretrained', checkpoint=PATH)`` with a timm- or
-            ucbdrive-layout ImageNet checkpoint; it is loaded strictly by :func:`dla_plugins.load_checkpoint`, with the
-            classifier dropped.
+        init_cfg: None (the core's initialisation) or ``dict(type='Pretrained', checkpoint=PATH)`` with a checkpoint
+            of any recognised layout or a registry name (``'dlap://dla34.in1k'``); it is loaded strictly by
+            :func:`dla_plugins.load_checkpoint`, with the classifier dropped.
     """
 
     def __init__(self, arch: str = 'dla34', out_indices: Sequence[int] = (2, 3, 4, 5), output_stride: int = 32,
@@ -102,20 +103,23 @@ class DLA(BaseModule):
 
     def init_weights(self) -> None:
         """Load ``init_cfg``'s checkpoint strictly into the DLA (classifier dropped), logging one line through
-        mmengine's current logger; without ``init_cfg`` keep the core init.
+        mmengine's current logger; without ``init_cfg`` keep the core init. ``checkpoint='dlap://dla34.in1k'`` names
+        a registry file, fetched on first use (:mod:`dla_plugins.weights`); its line names the source and hash status.
 
         Raises:
             CheckpointError: the file is missing (the message names both config fixes), unreadable or mismatched.
+            WeightsError: a registry file that cannot be fetched (the message lists every source tried).
         """
         if self.init_cfg is not None:
             path = self.init_cfg['checkpoint']
             try:
                 report = load_checkpoint(self.body, path, classifier='drop')
             except CheckpointError as e:
-                if os.path.isfile(os.fspath(path)):
+                if weights_name(path) is not None or os.path.isfile(os.fspath(path)):
                     raise
                 raise CheckpointError(f'{e}{_missing_file_advice(os.fspath(path))}') from None
             MMLogger.get_current_instance().info(
+                f'DLA init_cfg: {report.weights}' if report.weights else
                 f'DLA init_cfg: loaded {path!r} into {self.arch} (layout: {report.layout}): '
                 f'{len(self.body.state_dict())} tensors loaded, {len(report.converted)} renamed, '
                 f'{len(report.skipped)} skipped, {len(report.dropped_classifier)} classifier tensors dropped')

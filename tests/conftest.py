@@ -1,9 +1,17 @@
 import os
+import tempfile
 
 import pytest
 import torch
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+# No test reaches the internet for weights: registry names ('dlap://...') resolve from an empty per-run cache only
+# (a shipped config that names weights fails with the WeightsError unless a test serves them on loopback). Set here,
+# so the subprocesses of host-tool tests inherit it; tests/weights/conftest.py re-enables downloads per test.
+os.environ['DLA_PLUGINS_OFFLINE'] = '1'
+os.environ['DLA_PLUGINS_HOME'] = tempfile.mkdtemp(prefix='dlap-test-weights-')
+os.environ.pop('DLA_PLUGINS_MIRROR', None)
 
 
 @pytest.fixture(autouse=True)

@@ -15,10 +15,11 @@ from typing import Any, Callable, Dict, List, Mapping, Optional
 import torch
 import torch.nn as nn
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.models import build_model_with_cfg, generate_default_cfgs, is_model, register_model
+from timm.models import build_model_with_cfg, generate_default_cfgs, is_model, register_model, resolve_pretrained_cfg
 
 from dla_plugins import DLA, VARIANTS, DLAVariant, create_dla
 from dla_plugins.checkpoint import prepare_state_dict
+from dla_plugins.checkpoint.load import note_weights
 
 __all__ = ['create_timm_dla', 'checkpoint_filter_fn', 'default_cfgs', 'REGISTERED', 'REPLACED', 'FEATURE_OUT_INDICES']
 
@@ -44,16 +45,22 @@ def _build_dla(variant: str, *, device: Optional[Any] = None, dtype: Optional[to
     return model
 
 
-def checkpoint_filter_fn(state_dict: Mapping[str, torch.Tensor], model: nn.Module) -> Dict[str, torch.Tensor]:
+def checkpoint_filter_fn(state_dict: Mapping[str, torch.Tensor], model: nn.Module, weights: Optional[str] = None
+                         ) -> Dict[str, torch.Tensor]:
     """Pretrained-weight filter: any recognised layout (timm, ucbdrive, the backbone of a CenterNet/FairMOT/
     CenterTrack/mmdetection3d/CenterNet2 file) converted by the core's rules into exactly the model's keys.
 
     timm loads non-strictly whenever ``num_classes`` differs from the pretrained cfg, and would then train from random
     weights without saying so if nothing matched. So every tensor of the model except its classifier must come from
     the file, or this raises :class:`~dla_plugins.CheckpointError` listing every missing, unexpected and mis-shaped
-    key; a classifier of another size (or none, as in detection checkpoints) stays freshly initialised.
+    key; a classifier of another size (or none, as in detection checkpoints) stays freshly initialised. ``weights``
+    names the registry file it came from (the logged line then says its source and hash status).
     """
     state, report = prepare_state_dict(model, dict(state_dict), classifier='if_mismatched', defer_in_chans=True)
+    if weights is not None:
+        note_weights(report, weights, model, len(state))
+        _logger.info('%s', report.weights)
+        return state
     _logger.info('pretrained DLA (%s layout): %d tensors loaded, %d skipped%s', report.layout, len(state),
                  len(report.skipped), '; classifier left freshly initialised' if report.dropped_classifier else '')
     return state
@@ -65,16 +72,36 @@ def create_timm_dla(variant: str, pretrained: bool = False, **kwargs: Any) -> DL
     Accepts everything ``timm.create_model`` passes: ``num_classes``, ``in_chans``, ``global_pool``, ``drop_rate``,
     ``output_stride`` (32/16/8), ``norm_layer``, ``bn_momentum``/``bn_eps``, ``device``/``dtype``,
     ``features_only`` with ``out_indices`` (default levels 1-5) and ``feature_cls``, ``pretrained_cfg(_overlay)``.
+
+    ``pretrained=True`` with a tag of the weights registry (``dla34.in1k``: every tag timm has) and no file or
+    state_dict in the cfg fetches through :func:`dla_plugins.weights.fetch`: timm's hub file first, then its fallback
+    sources (timm's GitHub release, the original host, public mirrors, ``$DLA_PLUGINS_MIRROR`` before all), verified.
     """
+    weights = _registry_weights(variant, kwargs) if pretrained else None
     return build_model_with_cfg(
         partial(_build_dla, variant),
         variant,
         pretrained,
         pretrained_strict=True,
-        pretrained_filter_fn=checkpoint_filter_fn,
+        pretrained_filter_fn=partial(checkpoint_filter_fn, weights=weights),
         feature_cfg=dict(out_indices=FEATURE_OUT_INDICES, flatten_sequential=False),
         **kwargs,
     )
+
+
+def _registry_weights(variant: str, kwargs: Dict[str, Any]) -> Optional[str]:
+    """Fetch the registry file of the resolved pretrained cfg (``<architecture>.<tag>``) into ``kwargs``'s overlay
+    as ``file``; returns its name, or None when the cfg names its own file/state_dict/hub source or the registry has
+    no such file (timm's own loading then proceeds)."""
+    from dla_plugins import weights
+
+    cfg = resolve_pretrained_cfg(variant, pretrained_cfg=kwargs.get('pretrained_cfg'),
+                                 pretrained_cfg_overlay=kwargs.get('pretrained_cfg_overlay'))
+    name = f'{cfg.architecture}.{cfg.tag}'
+    if cfg.file or cfg.state_dict or cfg.source or name not in weights.names():
+        return None
+    kwargs['pretrained_cfg_overlay'] = {**(kwargs.get('pretrained_cfg_overlay') or {}), 'file': weights.fetch(name)}
+    return name
 
 
 def _cfg(**kwargs: Any) -> Dict[str, Any]:

@@ -29,4 +29,4 @@ model.pixel_std = IMAGENET_RGB_STD
 dataloader.train.mapper.image_format = 'RGB'
 dataloader.train.mapper.use_instance_mask = False  # no mask head: leave the masks undecoded
 dataloader.test.mapper.image_format = 'RGB'
-train.init_checkpoint = ''  # e.g. the output of `python -m d2_ext.convert dla34.pth dla34_d2.pth`
+train.init_checkpoint = 'dlap://dla34.in1k'  # ImageNet weights by name (docs/checkpoints.md); '' from scratch

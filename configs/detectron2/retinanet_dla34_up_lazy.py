@@ -31,4 +31,4 @@ model.pixel_std = IMAGENET_RGB_STD
 dataloader.train.mapper.image_format = 'RGB'
 dataloader.train.mapper.use_instance_mask = False  # RetinaNet has no mask head: leave the masks undecoded
 dataloader.test.mapper.image_format = 'RGB'
-train.init_checkpoint = ''
+train.init_checkpoint = 'dlap://dla34.in1k'  # ImageNet weights by name (docs/checkpoints.md); '' from scratch

@@ -2,6 +2,5 @@
 # dla34_boundary_bsds500.py (same recipe and data).
 _base_ = ['./dla34_boundary_bsds500.py']
 model = dict(
-    # weights by name: see issue 17
-    backbone=dict(arch='dla102', init_cfg=dict(checkpoint='checkpoints/dla102_imagenet.pth')),
+    backbone=dict(arch='dla102', init_cfg=dict(checkpoint='dlap://dla102.in1k')),
     decode_head=dict(in_channels=[32, 128, 256, 512, 1024]))

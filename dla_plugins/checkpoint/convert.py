@@ -167,10 +167,10 @@ def convert(src: Union[str, os.PathLike, Mapping[str, torch.Tensor]], target: st
             builder = 'build_dlap_backbone'
         else:
             builder = 'build_dlap_up_backbone' if network else 'build_dlap_fpn_backbone'
-        host = to_host(ours, 'detectron2', backbone_prefix=D2_PREFIXES[builder])
+        host = to_host(ours, 'detectron2', backbone_prefix=D2_PREFIXES[builder], dropped=report.dropped_classifier)
         return Converted(host, report, _d2_options(variant, network, builder), variant, network, classes, target)
-    return Converted(to_host(ours, 'mmseg'), report, _mmseg_options(variant, network, classes), variant, network,
-                     classes, target)
+    host = to_host(ours, 'mmseg', dropped=report.dropped_classifier)
+    return Converted(host, report, _mmseg_options(variant, network, classes), variant, network, classes, target)
 
 
 def format_options(converted: Converted) -> str:

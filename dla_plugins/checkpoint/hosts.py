@@ -4,7 +4,7 @@ detectron2 (``d2_ext``): the DLA under ``backbone.bottom_up.dla.`` (FPN/DLA-Up b
 plain one), the DLA-Up under ``backbone.dla_up.``. mmseg (``mmseg_ext``): the DLA under ``backbone.body.``, the DLA-Up
 of ``DLAUpHead`` under ``decode_head.dla_up.`` and the classifier as ``decode_head.conv_seg``.
 """
-from typing import Dict, Mapping, Optional, Tuple
+from typing import Dict, List, Mapping, Optional, Tuple
 
 import torch
 
@@ -19,13 +19,14 @@ HOSTS: Dict[str, Tuple[Tuple[str, str], ...]] = {
 }
 
 
-def to_host(state: Mapping[str, torch.Tensor], host: str, backbone_prefix: Optional[str] = None
-            ) -> Dict[str, torch.Tensor]:
+def to_host(state: Mapping[str, torch.Tensor], host: str, backbone_prefix: Optional[str] = None,
+            dropped: Optional[List[str]] = None) -> Dict[str, torch.Tensor]:
     """Rename a DLA/DLASeg state_dict for ``host`` ('detectron2' or 'mmseg').
 
     Dropped: a plain DLA's ImageNet classifier (``fc``), for detectron2 also DLASeg's classifier and the BatchNorm
     ``num_batches_tracked`` counters (so one file fits FrozenBN, BN and SyncBN models). ``backbone_prefix``
-    replaces the host's DLA prefix (e.g. ``backbone.dla.`` for detectron2's plain backbone).
+    replaces the host's DLA prefix (e.g. ``backbone.dla.`` for detectron2's plain backbone). The dropped classifier
+    keys are appended to ``dropped`` when it is given.
     """
     if host not in HOSTS:
         raise ValueError(f'host: unknown host {host!r}; allowed: {list(HOSTS)}')
@@ -34,6 +35,8 @@ def to_host(state: Mapping[str, torch.Tensor], host: str, backbone_prefix: Optio
     for k, v in state.items():
         if (not seg and k.startswith('fc.')) or (host == 'detectron2' and (
                 k.startswith('classifier.') or k.endswith('num_batches_tracked'))):
+            if dropped is not None and not k.endswith('num_batches_tracked'):
+                dropped.append(k)
             continue
         for ours, theirs in HOSTS[host]:
             if k.startswith(ours) and (ours or not seg):

@@ -6,29 +6,51 @@ import tempfile
 import time
 import zipfile
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Union
+from typing import Any, Dict, List, Mapping, Optional, Union
 
 import torch
 
-__all__ = ['CheckpointError', 'StateDict', 'read_checkpoint', 'read_state_dict', 'unwrap_state_dict', 'save_atomic',
+__all__ = ['CheckpointError', 'StateDict', 'WEIGHTS_SCHEME', 'weights_name', 'local_path', 'read_checkpoint',
+           'read_state_dict', 'unwrap_state_dict', 'save_atomic',
            'non_finite_keys', 'SAVE_PAUSE_ENV']
 
 StateDict = Dict[str, torch.Tensor]
 _WRAPPER_KEYS = ('state_dict', 'model', 'state_dict_ema', 'model_ema')
+WEIGHTS_SCHEME = 'dlap://'
+"""``'dlap://NAME'`` names a file of the weights registry (:mod:`dla_plugins.weights`) wherever a path is accepted."""
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint cannot be read or does not match the model; the message lists every offending key."""
 
 
+def weights_name(path: Any) -> Optional[str]:
+    """NAME of a ``'dlap://NAME'`` string, else None."""
+    if isinstance(path, str) and path.startswith(WEIGHTS_SCHEME):
+        return path[len(WEIGHTS_SCHEME):]
+    return None
+
+
+def local_path(path: Union[str, os.PathLike]) -> str:
+    """``path`` as a local file name: a ``'dlap://NAME'`` is fetched (verified, cached) by
+    :func:`dla_plugins.weights.resolve`; anything else is returned as it is."""
+    if weights_name(path) is None:
+        return os.fspath(path)
+    from ..weights import resolve  # the registry builds models, so it is imported only when a name is used
+
+    return resolve(path)
+
+
 def read_checkpoint(path: Union[str, os.PathLike]) -> Any:
-    """The object stored in a safetensors or torch file, read with ``weights_only=True`` (no code runs).
+    """The object stored in a safetensors or torch file (or registry file ``'dlap://NAME'``), read with
+    ``weights_only=True`` (no code runs).
 
     Raises:
         CheckpointError: the file is missing, empty, truncated or corrupt, not a checkpoint, or holds pickled code;
             the message says which.
+        WeightsError: a ``dlap://`` name that cannot be fetched (the message lists every source tried).
     """
-    path = os.fspath(path)
+    path = local_path(path)
     if not os.path.isfile(path):
         raise CheckpointError(f'checkpoint: no such file {path!r}')
     try:
@@ -47,7 +69,7 @@ def read_state_dict(path: Union[str, os.PathLike]) -> StateDict:
     Accepted containers: a bare state_dict, or a dict holding it under one of 'state_dict', 'model',
     'state_dict_ema', 'model_ema'. A 'module.' prefix (DDP) is stripped from every key.
     """
-    return unwrap_state_dict(read_checkpoint(path), os.fspath(path))
+    return unwrap_state_dict(read_checkpoint(path), path if weights_name(path) else os.fspath(path))
 
 
 def _why_unreadable(path: str, error: Exception) -> str:

@@ -8,9 +8,10 @@ import torch
 import torch.nn as nn
 
 from .detect import SKIP_PROJECT, convert_state_dict
-from .io import CheckpointError, StateDict, read_state_dict, unwrap_state_dict
+from .io import CheckpointError, StateDict, read_state_dict, unwrap_state_dict, weights_name
 
-__all__ = ['LoadReport', 'adapt_input_conv', 'load_checkpoint', 'prepare_state_dict', 'CLASSIFIER_POLICIES']
+__all__ = ['LoadReport', 'adapt_input_conv', 'load_checkpoint', 'prepare_state_dict', 'note_weights',
+           'CLASSIFIER_POLICIES']
 
 _logger = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ class LoadReport:
     adapted_input_conv: Optional[str] = None
     model_kwargs: Dict[str, Any] = field(default_factory=dict)
     variant: Optional[str] = None  # set by convert()
+    weights: Optional[str] = None  # a registry file ('dlap://NAME'): the one line hosts log (name, source, hash...)
 
     def summary(self) -> str:
         """One line per skip reason, with counts (for logs and the CLI)."""
@@ -144,7 +146,21 @@ def prepare_state_dict(model: nn.Module, path_or_state_dict: Union[str, os.PathL
                 lines.append(f'  {len(keys)} {title} key(s):')
                 lines += [f'    {k}' for k in keys]
         raise CheckpointError('\n'.join(lines))
+    name = weights_name(path_or_state_dict)
+    if name is not None:
+        note_weights(report, name, model, len(state))
     return state, report
+
+
+def note_weights(report: LoadReport, name: str, model: nn.Module, loaded: int) -> str:
+    """Set ``report.weights``, the one line a load of registry file ``name`` logs: name, source, hash status,
+    tensors loaded into ``model`` and every key skipped (task heads, classifiers dropped)."""
+    from ..weights import load_line
+
+    variant = getattr(model, 'variant', None) or getattr(getattr(model, 'backbone', None), 'variant', None)
+    into = f'{type(model).__name__}({variant})' if isinstance(variant, str) else type(model).__name__
+    report.weights = load_line(name, loaded, list(report.skipped) + report.dropped_classifier, into)
+    return report.weights
 
 
 def load_checkpoint(model: nn.Module, path_or_state_dict: Union[str, os.PathLike, Mapping[str, torch.Tensor]], *,
@@ -163,13 +179,19 @@ def load_checkpoint(model: nn.Module, path_or_state_dict: Union[str, os.PathLike
             'if_mismatched' drops it only when it is absent or has another number of classes (fine-tuning).
         adapt_in_chans: Adapt a 3-channel first conv (``first_conv``) to the model's input channels.
 
+    ``path_or_state_dict`` may name a registry file, ``'dlap://dla34.in1k'`` (fetched on first use, see
+    :mod:`dla_plugins.weights`); the load then logs one line (``report.weights``).
+
     Raises:
         CheckpointError: any other mismatch; the message lists every missing, unexpected and mis-shaped key.
+        WeightsError: a registry file that cannot be fetched.
     """
     state, report = prepare_state_dict(model, path_or_state_dict, classifier=classifier,
                                        adapt_in_chans=adapt_in_chans, first_conv=first_conv,
                                        classifier_name=classifier_name)
     model.load_state_dict(state, strict=True)
+    if report.weights:
+        _logger.info('%s', report.weights)
     if report.layout != 'timm':
         _logger.info('%s', report.summary())
     return report

@@ -24,6 +24,7 @@ from .fetch import (
                     cached_path,
                     describe_load,
                     fetch,
+                    load_line,
                     mirror_sources,
                     offline_reason,
                     resolve,
@@ -45,5 +46,5 @@ from .registry import (
 
 __all__ = ['Source', 'WeightEntry', 'SOURCE_KINDS', 'BUILDERS', 'register', 'unregister', 'registered', 'get',
            'names', 'entries', 'name_for', 'WeightsError', 'CacheRecord', 'cache_dir', 'offline_reason', 'cache_record',
-           'cached_path', 'fetch', 'resolve', 'verify', 'describe_load', 'mirror_sources', 'SCHEME', 'ENV_HOME',
-           'ENV_MIRROR', 'ENV_OFFLINE', 'ENV_TIMEOUT']
+           'cached_path', 'fetch', 'resolve', 'verify', 'describe_load', 'load_line', 'mirror_sources', 'SCHEME',
+           'ENV_HOME', 'ENV_MIRROR', 'ENV_OFFLINE', 'ENV_TIMEOUT']

@@ -29,17 +29,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
+from ..checkpoint.io import WEIGHTS_SCHEME as SCHEME
 from .registry import Source, WeightEntry, get
 
 __all__ = ['WeightsError', 'CacheRecord', 'cache_dir', 'offline_reason', 'cache_record', 'cached_path', 'fetch',
-           'resolve', 'verify', 'describe_load', 'mirror_sources', 'SCHEME', 'ENV_HOME', 'ENV_MIRROR', 'ENV_OFFLINE',
+           'resolve', 'verify', 'describe_load', 'load_line', 'mirror_sources', 'SCHEME',
+           'ENV_HOME', 'ENV_MIRROR', 'ENV_OFFLINE',
            'ENV_TIMEOUT']
 
 ENV_HOME = 'DLA_PLUGINS_HOME'
 ENV_MIRROR = 'DLA_PLUGINS_MIRROR'
 ENV_OFFLINE = 'DLA_PLUGINS_OFFLINE'
 ENV_TIMEOUT = 'DLA_PLUGINS_TIMEOUT'
-SCHEME = 'dlap://'
 RECORD = 'record.json'
 _TRUE = ('1', 'true', 'yes', 'on')
 _CHUNK = 1 << 20
@@ -525,6 +526,13 @@ def verify(name: str) -> CacheRecord:
                 raise WeightsError(f'weights: cached file {str(rec.path)!r} of {name!r}: {e}') from None
             break
     return rec
+
+
+def load_line(name: str, loaded: int, skipped: Sequence[str], into: str) -> str:
+    """:func:`describe_load` for cached file ``name``, with the source and hash status of its cache record."""
+    rec = cache_record(name)
+    return describe_load(name, rec.source if rec else 'the cache', rec.hash_status if rec else 'no record', loaded,
+                         skipped, into)
 
 
 def describe_load(name: str, source: str, hash_status: str, loaded: Optional[int] = None,

@@ -24,8 +24,8 @@ def _cmd(out: Path, *extra: str) -> list:
     """RetinaNet on 8 synthetic 64 px images, dla46_c + a 32-channel FPN, a checkpoint every 2 iterations."""
     return [sys.executable, '-m', 'd2_ext.train_net', '--config-file',
             get_config_file('retinanet_dla34_fpn_1x.yaml'), '--synthetic-shapes', '8', '--synthetic-size',
-            '64', *extra, 'OUTPUT_DIR', str(out), 'MODEL.DEVICE', 'cpu', 'MODEL.DLAP.ARCH', 'dla46_c',
-            'MODEL.DLAP.NORM', 'BN', 'MODEL.DLAP.FREEZE_AT', '0', 'MODEL.FPN.OUT_CHANNELS', '32',
+            '64', *extra, 'OUTPUT_DIR', str(out), 'MODEL.WEIGHTS', '', 'MODEL.DEVICE', 'cpu', 'MODEL.DLAP.ARCH',
+            'dla46_c', 'MODEL.DLAP.NORM', 'BN', 'MODEL.DLAP.FREEZE_AT', '0', 'MODEL.FPN.OUT_CHANNELS', '32',
             'MODEL.RETINANET.NUM_CONVS', '1', 'INPUT.MIN_SIZE_TRAIN', '(64,)', 'INPUT.MAX_SIZE_TRAIN', '64',
             'SOLVER.IMS_PER_BATCH', '2', 'SOLVER.MAX_ITER', str(MAX_ITER), 'SOLVER.CHECKPOINT_PERIOD', '2',
             'SOLVER.BASE_LR', '0.01', 'SOLVER.WARMUP_ITERS', '2', 'SOLVER.STEPS', '(6,)', 'DATALOADER.NUM_WORKERS',

@@ -4,7 +4,7 @@
 # channel with BCE(pos_weight=10) as DLA-AFA: decode_head=dict(out_channels=1, threshold=0.5); the loss follows.
 custom_imports = dict(imports=['mmseg_ext'], allow_failed_imports=False)
 
-pretrained = 'checkpoints/dla34_imagenet.pth'  # weights by name: see issue 17
+pretrained = 'dlap://dla34.in1k'  # ImageNet weights by name, fetched on first use (docs/checkpoints.md)
 # SyncBN across GPUs; mmengine's Runner turns it into BN in a single-process run (one GPU or CPU).
 norm_cfg = dict(type='SyncBN', requires_grad=True)
 data_preprocessor = dict(
@@ -26,7 +26,7 @@ model = dict(
         frozen_stages=-1,
         norm_eval=False,
         with_cp=False,
-        init_cfg=dict(type='Pretrained', checkpoint=pretrained)),  # weights by name: see issue 17
+        init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
     decode_head=dict(
         type='DLAUpHead',
         in_channels=[32, 64, 128, 256, 512],

@@ -1,10 +1,10 @@
 # DLA-34 + IDA-Up (DLA-Up, paper §4.2) segmentor: the one model dict our mmseg configs share.
-# ImageNet initialisation: put a timm- or ucbdrive-layout dla34 checkpoint at the backbone's init_cfg checkpoint path
-# (see docs/mmseg.md); another path: --cfg-options model.backbone.init_cfg.checkpoint=PATH; from scratch:
-# model.backbone.init_cfg=None.
+# ImageNet initialisation by name: 'dlap://dla34.in1k' is fetched on first use (timm's file on the Hugging Face hub,
+# then its fallbacks; docs/checkpoints.md) and verified. A file of your own: --cfg-options
+# model.backbone.init_cfg.checkpoint=PATH; from scratch: model.backbone.init_cfg=None.
 custom_imports = dict(imports=['mmseg_ext'], allow_failed_imports=False)
 
-pretrained = 'checkpoints/dla34_imagenet.pth'
+pretrained = 'dlap://dla34.in1k'
 # SyncBN across GPUs; mmengine's Runner turns it into BN in a single-process run (one GPU or CPU).
 norm_cfg = dict(type='SyncBN', requires_grad=True)
 data_preprocessor = dict(
