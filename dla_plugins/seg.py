@@ -94,7 +94,7 @@ class DLASeg(nn.Module):
             report = load_checkpoint(into, state, classifier='if_mismatched' if whole else 'drop')
             name = weights_name(checkpoint_path)
             if name is not None:
-                _logger.info('%s', note_weights(report, name, into, len(into.state_dict())))
+                _logger.info('%s', note_weights(report, name, into))
 
     def forward_pyramid(self, x: torch.Tensor) -> List[torch.Tensor]:
         """DLA-Up outputs, finest first (entry 0 is :meth:`forward_features`)."""

@@ -58,7 +58,7 @@ def checkpoint_filter_fn(state_dict: Mapping[str, torch.Tensor], model: nn.Modul
     """
     state, report = prepare_state_dict(model, dict(state_dict), classifier='if_mismatched', defer_in_chans=True)
     if weights is not None:
-        note_weights(report, weights, model, len(state))
+        note_weights(report, weights, model)
         _logger.info('%s', report.weights)
         return state
     _logger.info('pretrained DLA (%s layout): %d tensors loaded, %d skipped%s', report.layout, len(state),

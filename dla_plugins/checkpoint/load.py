@@ -35,6 +35,7 @@ class LoadReport:
     adapted_input_conv: Optional[str] = None
     model_kwargs: Dict[str, Any] = field(default_factory=dict)
     variant: Optional[str] = None  # set by convert()
+    loaded: int = 0  # tensors taken from the checkpoint (a fresh classifier of the model's own is not counted)
     weights: Optional[str] = None  # a registry file ('dlap://NAME'): the one line hosts log (name, source, hash...)
 
     def summary(self) -> str:
@@ -147,19 +148,20 @@ def prepare_state_dict(model: nn.Module, path_or_state_dict: Union[str, os.PathL
                 lines += [f'    {k}' for k in keys]
         raise CheckpointError('\n'.join(lines))
     name = weights_name(path_or_state_dict)
+    report.loaded = sum(1 for k, v in state.items() if v is not own.get(k))  # not the model's own fresh classifier
     if name is not None:
-        note_weights(report, name, model, len(state))
+        note_weights(report, name, model)
     return state, report
 
 
-def note_weights(report: LoadReport, name: str, model: nn.Module, loaded: int) -> str:
+def note_weights(report: LoadReport, name: str, model: nn.Module) -> str:
     """Set ``report.weights``, the one line a load of registry file ``name`` logs: name, source, hash status,
     tensors loaded into ``model`` and every key skipped (task heads, classifiers dropped)."""
     from ..weights import load_line
 
     variant = getattr(model, 'variant', None) or getattr(getattr(model, 'backbone', None), 'variant', None)
     into = f'{type(model).__name__}({variant})' if isinstance(variant, str) else type(model).__name__
-    report.weights = load_line(name, loaded, list(report.skipped) + report.dropped_classifier, into)
+    report.weights = load_line(name, report.loaded, list(report.skipped) + report.dropped_classifier, into)
     return report.weights
 
 
