@@ -20,6 +20,7 @@ from detectron2.modeling import build_model
 import d2_ext
 from d2_ext.data import write_shapes_coco
 from tests.helpers import subprocess_env
+from tests.weights.mirror import in1k_mirror
 
 TOOLS = os.path.dirname(importlib.util.find_spec('tools').origin)  # sal-detectron2's stock tools/
 TINY = ['MODEL.WEIGHTS', '', 'MODEL.DEVICE', 'cpu', 'MODEL.DLAP.ARCH', 'dla46_c', 'MODEL.DLAP.NORM', 'BN',
@@ -46,11 +47,66 @@ def datasets(tmp_path_factory):
     return str(root)
 
 
-def _run(args, datasets, cwd):
-    """A fresh process, stdout and stderr together; returns (returncode, output)."""
-    out = subprocess.run([sys.executable, *args], env=subprocess_env(DETECTRON2_DATASETS=datasets), cwd=str(cwd),
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
+def _run(args, datasets, cwd, env=None):
+    """A fresh process, stdout and stderr together; returns (returncode, output). With ``env`` (a loopback weights
+    mirror's) the tool runs through tests/weights/hostrun.py, whose sockets reach loopback only."""
+    args = ['-m', 'tests.weights.hostrun', *args] if env is not None else args
+    out = subprocess.run([sys.executable, *args], env=dict(env or subprocess_env(), DETECTRON2_DATASETS=datasets),
+                         cwd=str(cwd), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
     return out.returncode, out.stdout
+
+
+# The shipped DLA-34 configs as they are (ImageNet weights by name, FrozenBN, stem + level2 frozen), on 64 px images
+# for 2 iterations.
+SMALL = ['MODEL.DEVICE', 'cpu', 'INPUT.MIN_SIZE_TRAIN', '(64,)', 'INPUT.MAX_SIZE_TRAIN', '64', 'INPUT.MIN_SIZE_TEST',
+         '64', 'INPUT.MAX_SIZE_TEST', '64', 'SOLVER.IMS_PER_BATCH', '2', 'SOLVER.MAX_ITER', '2', 'SOLVER.STEPS', '()',
+         'DATALOADER.NUM_WORKERS', '0']
+
+
+def _assert_imagenet_loaded(out, out_dir, env, served, prefix='backbone.bottom_up.dla.'):
+    """One weights line naming the mirror; after training, the frozen stem and every FrozenBN tensor are the served
+    ones, and the trained level5 conv is not."""
+    n = sum(1 for k in served if not k.startswith('fc.') and not k.endswith('num_batches_tracked'))
+    lines = [line for line in out.splitlines() if 'weights dla34.in1k: ' in line]
+    assert len(lines) == 1 and lines[0].endswith(
+        f"weights dla34.in1k: from mirror {env['DLA_PLUGINS_MIRROR']}/dla34.in1k/pytorch_model.bin (recorded at first "
+        f'download); loaded {n} tensors into the detectron2 DLA (matched by name: backbone[.bottom_up].dla*); '
+        'skipped 2 (fc.weight, fc.bias)'), lines
+    final = torch.load(os.path.join(out_dir, 'model_final.pth'), weights_only=True)['model']
+    fixed = [k for k in served if not k.endswith('num_batches_tracked') and (
+        k.startswith(('base_layer.', 'level0.', 'level1.', 'level2.')) or 'running_' in k)]
+    assert len(fixed) > 40 and all(torch.equal(final[prefix + k], served[k]) for k in fixed)
+    assert not torch.equal(final[prefix + 'level5.root.conv.weight'], served['level5.root.conv.weight'])
+
+
+@pytest.mark.slow
+def test_stock_train_net_loads_shipped_imagenet_weights_by_name(datasets, tmp_path):
+    """``MODEL.WEIGHTS: "dlap://dla34.in1k"`` as shipped, no file placed by hand: fetched from the mirror."""
+    out_dir = str(tmp_path / 'out')
+    with in1k_mirror(tmp_path, 'dla34') as (env, served):
+        rc, out = _run(['-m', 'd2_ext.run', os.path.join(TOOLS, 'train_net.py'),
+                        '--config-file', d2_ext.get_config_file('faster_rcnn_dla34_fpn_1x.yaml'), *SMALL,
+                        'OUTPUT_DIR', out_dir], datasets, tmp_path, env)
+    assert rc == 0, out[-3000:]
+    _assert_imagenet_loaded(out, out_dir, env, served)
+
+
+@pytest.mark.slow
+def test_stock_lazyconfig_train_net_loads_shipped_imagenet_weights_by_name(datasets, tmp_path):
+    """``train.init_checkpoint = 'dlap://dla34.in1k'`` as shipped."""
+    out_dir = str(tmp_path / 'out')
+    with in1k_mirror(tmp_path, 'dla34') as (env, served):
+        rc, out = _run([os.path.join(TOOLS, 'lazyconfig_train_net.py'),
+                        '--config-file', d2_ext.get_config_file('faster_rcnn_dla34_fpn_lazy.py'),
+                        'train.device=cpu', 'train.max_iter=2', f'train.output_dir={out_dir}',
+                        'dataloader.train.total_batch_size=2', 'dataloader.train.num_workers=0',
+                        'dataloader.test.num_workers=0',
+                        'dataloader.train.mapper.augmentations.0.short_edge_length=[64]',
+                        'dataloader.train.mapper.augmentations.0.max_size=64',
+                        'dataloader.test.mapper.augmentations.0.short_edge_length=64',
+                        'dataloader.test.mapper.augmentations.0.max_size=64'], datasets, tmp_path, env)
+    assert rc == 0, out[-3000:]
+    _assert_imagenet_loaded(out, out_dir, env, served)
 
 
 def _bbox_ap(output):
@@ -148,7 +204,8 @@ def test_stock_plain_train_net_trains_and_evaluates(datasets, tmp_path):
 def test_stock_analyze_model_counts_our_model(datasets, tmp_path):
     config = d2_ext.get_config_file('mask_rcnn_dla34_up_1x.yaml')
     rc, out = _run(['-m', 'd2_ext.run', os.path.join(TOOLS, 'analyze_model.py'), '--tasks', 'parameter', 'flop',
-                    '--num-inputs', '1', '--config-file', config, 'MODEL.DEVICE', 'cpu', 'INPUT.MIN_SIZE_TEST', '64',
+                    '--num-inputs', '1', '--config-file', config, 'MODEL.WEIGHTS', '', 'MODEL.DEVICE', 'cpu',
+                    'INPUT.MIN_SIZE_TEST', '64',
                     'INPUT.MAX_SIZE_TEST', '64'], datasets, tmp_path)
     assert rc == 0, out[-3000:]
     cfg = d2_ext.get_cfg()

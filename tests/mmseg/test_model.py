@@ -12,7 +12,7 @@ from mmseg.registry import DATASETS, METRICS, MODEL_WRAPPERS, MODELS, TRANSFORMS
 from mmseg.structures import SegDataSample
 
 import mmseg_ext
-from dla_plugins import CheckpointError, DLASeg, create_dla
+from dla_plugins import CheckpointError, DLASeg, create_dla, weights
 from dla_plugins.layers import bilinear_upsample_init
 from mmseg_ext import get_config_file, list_config_files
 from tests.golden import load_manifest, synth_state_dict
@@ -53,11 +53,13 @@ def test_configs_exist():
 
 @pytest.mark.parametrize('path', CONFIGS, ids=os.path.basename)
 def test_cfg_options_move_or_drop_the_imagenet_checkpoint(path):
-    """The documented overrides (docs/mmseg.md): another checkpoint path, or training from scratch."""
+    """ImageNet weights by registry name as shipped, and the documented overrides (docs/mmseg.md): another checkpoint
+    path, or training from scratch."""
     from mmseg_ext.train import build_parser, load_config
 
     backbone = Config.fromfile(path).model.backbone
-    assert backbone.init_cfg == dict(type='Pretrained', checkpoint=f'checkpoints/{backbone.arch}_imagenet.pth')
+    assert backbone.init_cfg == dict(type='Pretrained', checkpoint=f'dlap://{backbone.arch}.in1k')  # by name
+    assert backbone.arch + '.in1k' in weights.names()
     args = build_parser().parse_args([path, '--cfg-options', 'model.backbone.init_cfg.checkpoint=/models/dla34.pth'])
     cfg = load_config(args.config, args.cfg_options)
     assert cfg.model.backbone.init_cfg == dict(type='Pretrained', checkpoint='/models/dla34.pth')

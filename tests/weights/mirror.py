@@ -20,17 +20,20 @@ UNPINNED_FILE = {'dla34': 'pytorch_model.bin', 'dla46_c': 'dla46_c-2bfd52c3.pth'
 
 
 def served_state(variant: str, seed: int = 1) -> Dict[str, torch.Tensor]:
-    """What the mirror serves: ``variant``'s classifier state_dict with every float tensor random (not init values)."""
-    g = torch.Generator().manual_seed(seed)
-    out = {}
-    for k, v in create_dla(variant).state_dict().items():
-        if not v.is_floating_point():
-            out[k] = v
-        elif k.endswith('running_var'):
-            out[k] = torch.rand(v.shape, generator=g) + 0.5
-        else:
-            out[k] = torch.randn(v.shape, generator=g)
-    return out
+    """What the mirror serves: ``variant``'s classifier state_dict as a trained file looks, and unlike any fresh init:
+    the convolutions of a model initialised under ``seed``, BatchNorm affine parameters and statistics drawn at
+    random (a trained network's scale, so a host trains on from it without diverging)."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        state = create_dla(variant).state_dict()
+        for k, v in state.items():
+            if k.endswith('running_var'):
+                v.copy_(torch.rand(v.shape) + 0.5)
+            elif k.endswith(('running_mean', 'bias')):
+                v.copy_(0.1 * torch.randn(v.shape))
+            elif v.ndim == 1 and v.is_floating_point():  # BatchNorm weight
+                v.copy_(1 + 0.1 * torch.randn(v.shape))
+    return {k: v.clone() for k, v in state.items()}
 
 
 @contextmanager
