@@ -20,11 +20,11 @@ ENV = subprocess_env(OMP_NUM_THREADS='1')
 MAX_ITER = 8
 
 
-def _cmd(out: Path, *extra: str) -> list:
+def _cmd(out: Path, *flags: str, opts: tuple = ()) -> list:
     """RetinaNet on 8 synthetic 64 px images, dla46_c + a 32-channel FPN, a checkpoint every 2 iterations."""
     return [sys.executable, '-m', 'd2_ext.train_net', '--config-file',
             get_config_file('retinanet_dla34_fpn_1x.yaml'), '--synthetic-shapes', '8', '--synthetic-size',
-            '64', *extra, 'OUTPUT_DIR', str(out), 'MODEL.WEIGHTS', '', 'MODEL.DEVICE', 'cpu', 'MODEL.DLAP.ARCH',
+            '64', *flags, 'MODEL.WEIGHTS', '', *opts, 'OUTPUT_DIR', str(out), 'MODEL.DEVICE', 'cpu', 'MODEL.DLAP.ARCH',
             'dla46_c', 'MODEL.DLAP.NORM', 'BN', 'MODEL.DLAP.FREEZE_AT', '0', 'MODEL.FPN.OUT_CHANNELS', '32',
             'MODEL.RETINANET.NUM_CONVS', '1', 'INPUT.MIN_SIZE_TRAIN', '(64,)', 'INPUT.MAX_SIZE_TRAIN', '64',
             'SOLVER.IMS_PER_BATCH', '2', 'SOLVER.MAX_ITER', str(MAX_ITER), 'SOLVER.CHECKPOINT_PERIOD', '2',
@@ -37,8 +37,8 @@ def _start(out: Path, *extra: str, **env: str) -> subprocess.Popen:
                             stderr=subprocess.STDOUT, text=True)
 
 
-def _run(out: Path, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run(_cmd(out, *extra), cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+def _run(out: Path, *flags: str, opts: tuple = ()) -> subprocess.CompletedProcess:
+    return subprocess.run(_cmd(out, *flags, opts=opts), cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
 
 
 def _pointer(out: Path) -> str:
@@ -79,7 +79,7 @@ def test_killed_run_resumes_to_the_final_iteration(tmp_path):
     poisoned['head.cls_score.weight'] = torch.full_like(poisoned['head.cls_score.weight'], float('nan'))
     torch.save({'model': poisoned}, tmp_path / 'nan.pth')
     before = {p.name: p.read_bytes() for p in out.glob('*.pth')} | {'last_checkpoint': _pointer(out).encode()}
-    bad = _run(out, 'MODEL.WEIGHTS', str(tmp_path / 'nan.pth'))
+    bad = _run(out, opts=('MODEL.WEIGHTS', str(tmp_path / 'nan.pth')))
     assert bad.returncode != 0 and 'FloatingPointError: Loss became infinite or NaN at iteration=0!' in bad.stderr
     assert before == {p.name: p.read_bytes() for p in out.glob('*.pth')} | {'last_checkpoint': _pointer(out).encode()}
 
