@@ -109,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    'CenterTrack, mmdetection3d, CenterNet2): the layout is recognised by rule and '
                                    'printed with everything skipped (task heads, ...). The variant is inferred from '
                                    'key shapes unless --variant is given.')
-    c.add_argument('src', help='.pth/.pt/.bin/.safetensors checkpoint (loaded with weights_only=True)')
+    c.add_argument('src', help='.pth/.pt/.bin/.safetensors checkpoint (loaded with weights_only=True), or a registry '
+                               'name dlap://NAME (`dla-plugins weights list`; fetched on first use)')
     c.add_argument('dst', help='output .safetensors')
     c.add_argument('--variant', default=None, choices=list_variants(), metavar='VARIANT',
                    help='one of: ' + ', '.join(list_variants()))

@@ -65,6 +65,16 @@ def test_core_name_errors(monkeypatch):
         load_checkpoint(create_dla('dla46_c'), f'dlap://{NAME}')
 
 
+def test_cli_converts_a_registry_name(served, tmp_path, capsys):
+    from dla_plugins.tools.cli import main
+
+    dst = tmp_path / 'dla46_c_mmseg.pth'
+    assert main(['convert', f'dlap://{NAME}', str(dst), '--to', 'mmseg']) == 0
+    assert capsys.readouterr().out.startswith(f'converted dlap://{NAME} (timm layout')
+    state = torch.load(dst, weights_only=True)['state_dict']
+    assert_backbone_equal(state, served, prefix='backbone.body.')
+
+
 def test_timm_pretrained_tag_fetches_through_the_registry(served, caplog):
     import timm
 
