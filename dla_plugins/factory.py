@@ -32,12 +32,9 @@ def create_dla(name: str, *, num_classes: int = 1000, in_chans: int = 3, output_
     model = DLA.from_variant(variant, num_classes=num_classes, in_chans=in_chans, output_stride=output_stride,
                              norm_layer=norm_layer, drop_rate=drop_rate, global_pool=global_pool, **kwargs)
     if pretrained is not False and pretrained is not None:
-        if checkpoint_path is not None:
-            raise ValueError(f'pretrained: give pretrained or checkpoint_path, not both (got {pretrained!r} and '
-                             f'{checkpoint_path!r})')
-        from .weights import SCHEME, name_for
+        from .weights import pretrained_path
 
-        checkpoint_path = SCHEME + name_for(variant.name, pretrained)
+        checkpoint_path = pretrained_path(variant.name, pretrained, checkpoint_path)
     if checkpoint_path is not None:
         policy = 'drop' if global_pool == 'catavgmax' else 'if_mismatched'  # catavgmax: the classifier is 2x wider
         report = load_checkpoint(model, checkpoint_path, classifier=policy, adapt_in_chans=in_chans != 3)

@@ -58,13 +58,10 @@ class DLASeg(nn.Module):
             raise ValueError(f'num_classes: must be an integer >= 0, got {num_classes!r}')
         state = None
         if pretrained is not False and pretrained is not None:
-            if checkpoint_path is not None:
-                raise ValueError(f'pretrained: give pretrained or checkpoint_path, not both (got {pretrained!r} and '
-                                 f'{checkpoint_path!r})')
-            from .weights import SCHEME, name_for
+            from .weights import pretrained_path
 
-            variant = backbone if isinstance(backbone, str) else getattr(backbone, 'variant', '')
-            checkpoint_path = SCHEME + name_for(resolve_variant(variant).name if variant else '', pretrained)
+            variant = resolve_variant(backbone).name if isinstance(backbone, str) else getattr(backbone, 'variant', '')
+            checkpoint_path = pretrained_path(variant, pretrained, checkpoint_path)
         if checkpoint_path is not None:  # read once; loaded below into the whole network or the backbone
             from .checkpoint import detect_layout, read_state_dict
 

@@ -39,12 +39,13 @@ from .registry import (
                     get,
                     name_for,
                     names,
+                    pretrained_path,
                     register,
                     registered,
                     unregister,
 )
 
 __all__ = ['Source', 'WeightEntry', 'SOURCE_KINDS', 'BUILDERS', 'register', 'unregister', 'registered', 'get',
-           'names', 'entries', 'name_for', 'WeightsError', 'CacheRecord', 'cache_dir', 'offline_reason', 'cache_record',
-           'cached_path', 'fetch', 'resolve', 'verify', 'describe_load', 'load_line', 'mirror_sources', 'SCHEME',
-           'ENV_HOME', 'ENV_MIRROR', 'ENV_OFFLINE', 'ENV_TIMEOUT']
+           'names', 'entries', 'name_for', 'pretrained_path', 'WeightsError', 'CacheRecord', 'cache_dir',
+           'offline_reason', 'cache_record', 'cached_path', 'fetch', 'resolve', 'verify', 'describe_load', 'load_line',
+           'mirror_sources', 'SCHEME', 'ENV_HOME', 'ENV_MIRROR', 'ENV_OFFLINE', 'ENV_TIMEOUT']

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple, Union
 
 __all__ = ['Source', 'WeightEntry', 'SOURCE_KINDS', 'BUILDERS', 'register', 'unregister', 'registered', 'get',
-           'names', 'entries', 'name_for']
+           'names', 'entries', 'name_for', 'pretrained_path']
 
 SOURCE_KINDS = ('url', 'hf', 'gdrive', 'manual')
 """``url``: plain HTTP(S); ``hf``: a Hugging Face hub repo + file; ``gdrive``: a Google Drive file id (needs the
@@ -240,3 +240,20 @@ def name_for(variant: str, pretrained: Union[bool, str]) -> str:
     mine = [n for n in names() if n.startswith((f'{variant}.', f'{variant}+'))]
     raise ValueError(f'pretrained: no {variant} weights called {pretrained!r}; allowed: '
                      f"{[True] + [n[len(variant) + 1:] for n in mine] + mine}")
+
+
+def pretrained_path(variant: str, pretrained: Union[bool, str, None], checkpoint_path: Any = None) -> Any:
+    """What ``create_dla``/``DLASeg`` load: ``checkpoint_path``, or ``'dlap://<name_for(variant, pretrained)>'`` when
+    ``pretrained`` is set (not False/None).
+
+    Raises:
+        ValueError: both are given, or no such file for ``variant``.
+    """
+    if pretrained is False or pretrained is None:
+        return checkpoint_path
+    if checkpoint_path is not None:
+        raise ValueError(f'pretrained: give pretrained or checkpoint_path, not both (got {pretrained!r} and '
+                         f'{checkpoint_path!r})')
+    from ..checkpoint.io import WEIGHTS_SCHEME
+
+    return WEIGHTS_SCHEME + name_for(variant, pretrained)
