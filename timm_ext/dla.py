@@ -89,14 +89,19 @@ def create_timm_dla(variant: str, pretrained: bool = False, **kwargs: Any) -> DL
     )
 
 
+_OWN_SOURCE_KEYS = {'file', 'state_dict', 'url', 'hf_hub_id', 'hf_hub_filename', 'source'}
+
+
 def _registry_weights(variant: str, kwargs: Dict[str, Any]) -> Optional[str]:
     """Fetch the registry file of the resolved pretrained cfg (``<architecture>.<tag>``) into ``kwargs``'s overlay
-    as ``file``; returns its name, or None when the cfg names its own file/state_dict/hub source or the registry has
-    no such file (timm's own loading then proceeds)."""
+    as ``file``; returns its name, or None when the caller gives a cfg of their own or overlays a location (file,
+    state_dict, url, hub id) or the registry has no such file (timm's own loading then proceeds)."""
     from dla_plugins import weights
 
-    cfg = resolve_pretrained_cfg(variant, pretrained_cfg=kwargs.get('pretrained_cfg'),
-                                 pretrained_cfg_overlay=kwargs.get('pretrained_cfg_overlay'))
+    overlay = kwargs.get('pretrained_cfg_overlay') or {}
+    if not isinstance(kwargs.get('pretrained_cfg'), (str, type(None))) or set(overlay) & _OWN_SOURCE_KEYS:
+        return None  # the caller named the weights' location: timm loads it as given
+    cfg = resolve_pretrained_cfg(variant, pretrained_cfg=kwargs.get('pretrained_cfg'), pretrained_cfg_overlay=overlay)
     name = f'{cfg.architecture}.{cfg.tag}'
     if cfg.file or cfg.state_dict or cfg.source or name not in weights.names():
         return None

@@ -11,7 +11,7 @@ import torch.nn as nn
 
 from dla_plugins import DLASeg, create_dla, load_checkpoint, weights
 from dla_plugins.weights import WeightsError
-from tests.weights.mirror import UNPINNED_FILE, in1k_mirror
+from tests.weights.mirror import UNPINNED_FILE, in1k_mirror, served_state
 
 NAME = 'dla46_c.in1k'
 
@@ -75,7 +75,7 @@ def test_cli_converts_a_registry_name(served, tmp_path, capsys):
     assert_backbone_equal(state, served, prefix='backbone.body.')
 
 
-def test_timm_pretrained_tag_fetches_through_the_registry(served, caplog):
+def test_timm_pretrained_tag_fetches_through_the_registry(served, caplog, tmp_path):
     import timm
 
     import timm_ext  # noqa: F401
@@ -86,6 +86,12 @@ def test_timm_pretrained_tag_fetches_through_the_registry(served, caplog):
     assert _lines(caplog, f'weights {NAME}: ') == [
         f'weights {NAME}: from {_source()} (recorded at first download); loaded {len(model.state_dict()) - 2} '
         'tensors into DLA(dla46_c); skipped 2 (fc.weight, fc.bias)']
+
+    # a location named by the caller is timm's to load, untouched: their file, not the registry's
+    own = served_state('dla46_c', seed=2)
+    torch.save(own, tmp_path / 'mine.pth')
+    model = timm.create_model('dla46_c', pretrained=True, pretrained_cfg_overlay=dict(file=str(tmp_path / 'mine.pth')))
+    assert_backbone_equal(model.state_dict(), own, skip=())
 
 
 def test_mmengine_scheme_and_mmseg_init_cfg(served):
