@@ -27,7 +27,7 @@ TINY = ['MODEL.WEIGHTS', '', 'MODEL.DEVICE', 'cpu', 'MODEL.DLAP.ARCH', 'dla46_c'
         'MODEL.DLAP.FREEZE_AT', '0',
         'INPUT.MIN_SIZE_TRAIN', '(64,)', 'INPUT.MAX_SIZE_TRAIN', '64', 'INPUT.MIN_SIZE_TEST', '64',
         'INPUT.MAX_SIZE_TEST', '64', 'SOLVER.IMS_PER_BATCH', '2', 'SOLVER.MAX_ITER', '3', 'SOLVER.STEPS', '()',
-        'DATALOADER.NUM_WORKERS', '0']
+        'DATALOADER.NUM_WORKERS', '0', 'SEED', '1']  # seeded: 3 iterations from scratch must still predict boxes
 
 
 @pytest.fixture(scope='module')
@@ -225,6 +225,7 @@ def test_stock_lazyconfig_train_net_trains_without_mask_decoding(datasets, tmp_p
     rc, out = _run([os.path.join(TOOLS, 'lazyconfig_train_net.py'),
                     '--config-file', d2_ext.get_config_file('faster_rcnn_dla34_fpn_lazy.py'),
                     'train.device=cpu', 'train.max_iter=3', f'train.output_dir={out_dir}', 'train.init_checkpoint=',
+                    'train.seed=1',
                     'dataloader.train.total_batch_size=2', 'dataloader.train.num_workers=0',
                     'dataloader.test.num_workers=0', 'dataloader.train.mapper.augmentations.0.short_edge_length=[64]',
                     'dataloader.train.mapper.augmentations.0.max_size=64',
