@@ -1,4 +1,6 @@
+import atexit
 import os
+import shutil
 import tempfile
 
 import pytest
@@ -10,7 +12,8 @@ torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 # (a shipped config that names weights fails with the WeightsError unless a test serves them on loopback). Set here,
 # so the subprocesses of host-tool tests inherit it; tests/weights/conftest.py re-enables downloads per test.
 os.environ['DLA_PLUGINS_OFFLINE'] = '1'
-os.environ['DLA_PLUGINS_HOME'] = tempfile.mkdtemp(prefix='dlap-test-weights-')
+os.environ['DLA_PLUGINS_HOME'] = _WEIGHTS_HOME = tempfile.mkdtemp(prefix='dlap-test-weights-')
+atexit.register(shutil.rmtree, _WEIGHTS_HOME, ignore_errors=True)
 os.environ.pop('DLA_PLUGINS_MIRROR', None)
 
 
