@@ -24,8 +24,7 @@ PREFIX_PLAIN = D2_PREFIXES['build_dlap_backbone']
 def convert_to_d2(src: Union[str, os.PathLike, Mapping[str, torch.Tensor]], arch: Optional[str] = None,
                   prefix: Optional[str] = None) -> Dict[str, object]:
     """The detectron2 checkpoint dict of ``src`` (see the module docstring)."""
-    out = convert(src, 'detectron2', arch, prefix)
-    return {'model': out.state, '__author__': 'dla-plugins', 'matching_heuristics': False}
+    return convert(src, 'detectron2', arch, prefix).checkpoint()
 
 
 def main(argv=None) -> None:

@@ -12,11 +12,12 @@ import logging
 from pathlib import Path
 from typing import Any, List
 
+import torch
 from detectron2.utils.file_io import PathManager
 from iopath.common.file_io import PathHandler
 
 from dla_plugins.checkpoint.convert import convert
-from dla_plugins.checkpoint.io import WEIGHTS_SCHEME, read_checkpoint, save_atomic, weights_name
+from dla_plugins.checkpoint.io import WEIGHTS_SCHEME, save_atomic, weights_name
 from dla_plugins.weights import cache_record, fetch, load_line
 
 __all__ = ['WeightsHandler', 'detectron2_file']
@@ -34,20 +35,18 @@ def detectron2_file(name: str) -> str:
     cached beside the file, keyed by its sha256)."""
     from filelock import FileLock
 
-    src = fetch(name)
-    rec = cache_record(name)
-    dst = Path(src).parent / f'detectron2-{rec.sha256[:8] if rec else "local"}.pth'
-    with FileLock(str(Path(src).parent / '.convert.lock')):  # DDP ranks convert once
-        if dst.is_file():
-            state = read_checkpoint(dst)
-            loaded, skipped = len(state['model']), list(state['skipped'])
+    src = Path(fetch(name))
+    dst = src.parent / f'detectron2-{cache_record(name).sha256[:8]}.pth'  # fetch() leaves a record of what it verified
+    with FileLock(str(src.parent / '.convert.lock')):  # DDP ranks convert once
+        if dst.is_file():  # our own file, just for its counts: mapped, not read (DetectionCheckpointer reads it)
+            ckpt = torch.load(dst, map_location='cpu', mmap=True, weights_only=True)
         else:
-            out = convert(src, 'detectron2')
-            model = {_strip(k): v for k, v in out.state.items()}
-            skipped = sorted(out.report.skipped) + out.report.dropped_classifier
-            save_atomic(dict(model=model, matching_heuristics=True, __author__=f'dla-plugins ({name})',
-                             skipped=skipped), dst)
-            loaded = len(model)
+            out = convert(str(src), 'detectron2')
+            ckpt = out.checkpoint()
+            ckpt.update(model={_strip(k): v for k, v in out.state.items()}, matching_heuristics=True,
+                        skipped=sorted(out.report.skipped) + out.report.dropped_classifier)
+            save_atomic(ckpt, dst)
+    loaded, skipped = len(ckpt['model']), list(ckpt['skipped'])
     _logger.info(load_line(name, loaded, skipped, 'the detectron2 DLA (matched by name: backbone[.bottom_up].dla*)'))
     return str(dst)
 

@@ -21,7 +21,9 @@ def load_from_dlap(filename: str, map_location: Optional[Any] = None) -> Dict[st
     out = convert(filename, 'mmseg')
     MMLogger.get_current_instance().info(
         load_line(name, len(out.state), list(out.report.skipped) + out.report.dropped_classifier, 'the mmseg layout'))
-    return dict(state_dict=out.state, meta=dict(dlap=name, host_options=out.host_options))
+    ckpt = out.checkpoint()
+    ckpt['meta']['dlap'] = name
+    return ckpt
 
 
 CheckpointLoader.register_scheme(prefixes=WEIGHTS_SCHEME, loader=load_from_dlap, force=True)

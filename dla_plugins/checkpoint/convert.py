@@ -49,6 +49,16 @@ class Converted:
     def __iter__(self):
         return iter((self.state, self.report, self.host_options))
 
+    def checkpoint(self) -> Dict[str, Any]:
+        """The object the target's loader reads: detectron2's ``{'model': ..., '__author__': 'dla-plugins',
+        'matching_heuristics': False}`` (loaded by exact names), mmseg's ``{'state_dict': ..., 'meta': {...}}``;
+        for 'core' the state itself."""
+        if self.target == 'detectron2':
+            return {'model': self.state, '__author__': 'dla-plugins', 'matching_heuristics': False}
+        if self.target == 'mmseg':
+            return {'state_dict': self.state, 'meta': {'source_layout': self.report.layout, 'variant': self.variant}}
+        return self.state
+
 
 def infer_variant(state: Mapping[str, torch.Tensor], norm_layer: Optional[str] = None) -> str:
     """The one variant whose backbone accepts ``state`` (any recognised layout, converted by rule).
@@ -189,8 +199,7 @@ def format_options(converted: Converted) -> str:
 def convert_checkpoint(src: str, dst: str, variant: Optional[str] = None, to: str = 'core',
                        prefix: Optional[str] = None, progress: bool = False) -> Converted:
     """:func:`convert` ``src`` and write it to ``dst`` atomically: 'core' as safetensors (re-read, loaded strictly into
-    a fresh model and compared tensor by tensor), a host as the .pth its loader reads (detectron2's
-    ``{'model': ..., 'matching_heuristics': False}``, mmseg's ``{'state_dict': ..., 'meta': ...}``)."""
+    a fresh model and compared tensor by tensor), a host as the .pth its loader reads (:meth:`Converted.checkpoint`)."""
     from tqdm.auto import tqdm
 
     ext = '.safetensors' if to == 'core' else '.pth'
@@ -213,11 +222,8 @@ def convert_checkpoint(src: str, dst: str, variant: Optional[str] = None, to: st
                 os.remove(tmp)
                 raise CheckpointError(f'convert: {k} differs after the round trip')
         os.replace(tmp, dst)
-    elif to == 'detectron2':
-        save_atomic({'model': out.state, '__author__': 'dla-plugins', 'matching_heuristics': False}, dst)
     else:
-        save_atomic({'state_dict': out.state, 'meta': {'source_layout': out.report.layout, 'variant': out.variant}},
-                    dst)
+        save_atomic(out.checkpoint(), dst)
     bar.update()
     bar.close()
     return out
