@@ -26,7 +26,7 @@ from dla_plugins.variants import resolve_variant
 from .shipped_configs import get_config_file
 from .synthetic import write_cityscapes_layout
 
-__all__ = ['CITYSCAPES_CONFIG', 'tiny_config', 'majority_class_miou', 'run_demo', 'main']
+__all__ = ['CITYSCAPES_CONFIG', 'tiny_config', 'majority_class_miou', 'run_demo', 'parse_demo_args', 'main']
 
 CITYSCAPES_CONFIG = get_config_file('dla34_idaup_4xb2-80k_cityscapes-512x1024.py')
 
@@ -119,15 +119,23 @@ def run_demo(work_dir: Optional[str] = None, max_iters: int = 200, arch: str = '
     return dict(mIoU=metrics['mIoU'] / 100.0, chance=chance, seconds=time.time() - start, iters=max_iters)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog='python -m mmseg_ext.demo', description=__doc__.splitlines()[0])
-    p.add_argument('--iters', type=int, default=200)
+def parse_demo_args(prog: str, description: str, iters: int, argv: Optional[List[str]] = None
+                    ) -> argparse.Namespace:
+    """The demos' command line (``--iters``, ``--arch``, ``--threads``), applied: torch threads set, mmengine's logger
+    quiet (warnings only)."""
+    p = argparse.ArgumentParser(prog=prog, description=description)
+    p.add_argument('--iters', type=int, default=iters)
     p.add_argument('--arch', default='dla46_c')
     p.add_argument('--threads', type=int, default=1,
-                   help='torch threads (default 1: 64x64 images are many tiny ops; threads mostly wait)')
+                   help='torch threads (default 1: tiny images are many small ops; threads mostly wait)')
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     MMLogger.get_instance('mmengine', log_level='WARNING').setLevel(logging.WARNING)
+    return args
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_demo_args('python -m mmseg_ext.demo', __doc__.splitlines()[0], 200, argv)
     res = run_demo(max_iters=args.iters, arch=args.arch)
     print(f"[mmseg] {args.arch} + DLAUpHead, mmengine Runner on synthetic shapes (Cityscapes layout): "
           f"val mIoU {res['mIoU']:.3f} (majority-class {res['chance']:.3f}) after {args.iters} iterations, "

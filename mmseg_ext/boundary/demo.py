@@ -4,8 +4,6 @@ boundary config, then compare its ODS / OIS / AP with a Sobel detector scored by
 :func:`tiny_boundary_config` shrinks the shipped config to a CPU-sized run (tiny images, few iterations, no ImageNet
 weights, no worker processes) and keeps its model, loss, dataset type, label rule, transforms and metric.
 """
-import argparse
-import logging
 import os
 import sys
 import tempfile
@@ -14,13 +12,12 @@ from typing import Dict, List, Optional, Tuple, Union
 
 import cv2
 import numpy as np
-import torch
 from mmengine.config import Config
-from mmengine.logging import MMLogger
 from mmengine.runner import Runner
 
 from dla_plugins.variants import resolve_variant
 
+from ..demo import parse_demo_args
 from ..shipped_configs import get_config_file
 from .bsds import read_bsds_boundaries
 from .evaluation import default_thresholds, evaluate_many, summarize
@@ -114,13 +111,7 @@ def run_demo(work_dir: Optional[str] = None, max_iters: int = 150, arch: str = '
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog='python -m mmseg_ext.boundary.demo', description=__doc__.splitlines()[0])
-    p.add_argument('--iters', type=int, default=150)
-    p.add_argument('--arch', default='dla46_c')
-    p.add_argument('--threads', type=int, default=1, help='torch threads (default 1: tiny images, many small ops)')
-    args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    MMLogger.get_instance('mmengine', log_level='WARNING').setLevel(logging.WARNING)
+    args = parse_demo_args('python -m mmseg_ext.boundary.demo', __doc__.splitlines()[0], 150, argv)
     res = run_demo(max_iters=args.iters, arch=args.arch)
     m, s = res['model'], res['sobel']
     print(f"[boundary] {args.arch} + DLAUpHead (stride 2), {args.iters} iterations on synthetic BSDS data: "
