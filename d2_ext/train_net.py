@@ -20,8 +20,8 @@ from detectron2.engine import DefaultTrainer, default_argument_parser, default_s
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluator
 from detectron2.utils import comm
 
-from dla_plugins.checkpoint.io import non_finite_keys, save_atomic
 from dla_plugins.data.synthetic import SHAPE_CLASSES
+from dla_plugins.files import non_finite_keys, save_atomic
 
 from .config import add_dlap_config
 from .data import register_shapes

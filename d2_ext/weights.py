@@ -17,7 +17,7 @@ from detectron2.utils.file_io import PathManager
 from iopath.common.file_io import PathHandler
 
 from dla_plugins.checkpoint.convert import convert
-from dla_plugins.checkpoint.io import WEIGHTS_SCHEME, save_atomic, weights_name
+from dla_plugins.files import WEIGHTS_SCHEME, save_atomic, weights_name
 from dla_plugins.weights import cache_record, fetch, load_line
 
 __all__ = ['WeightsHandler', 'detectron2_file']

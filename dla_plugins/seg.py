@@ -7,8 +7,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .backbone import DLA
-from .checkpoint.io import weights_name
 from .dla_up import DLAUp
+from .files import weights_name
 from .layers import NormLayer
 from .variants import resolve_variant
 

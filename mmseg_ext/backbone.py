@@ -13,7 +13,7 @@ from mmseg.registry import MODELS
 
 from dla_plugins import CheckpointError, create_dla, load_checkpoint
 from dla_plugins.backbone import NUM_LEVELS, STAGES
-from dla_plugins.checkpoint.io import weights_name
+from dla_plugins.files import weights_name
 
 __all__ = ['DLA', 'NORM_TYPES', 'norm_layer_from_cfg']
 

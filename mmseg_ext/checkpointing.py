@@ -2,7 +2,7 @@
 and a stop on non-finite losses or weights before anything is saved.
 
 - ``AtomicLocalBackend`` (mmengine file backend ``'dlap_atomic'``): ``CheckpointHook(backend_args=dict(backend=
-  'dlap_atomic'))`` writes every ``iter_N.pth``/``best_*.pth`` through :func:`dla_plugins.checkpoint.io.save_atomic`.
+  'dlap_atomic'))`` writes every ``iter_N.pth``/``best_*.pth`` through :func:`dla_plugins.files.save_atomic`.
   mmengine writes the file with ``backend.put`` (``runner.checkpoint.save_checkpoint``), so this is its public
   extension point. The ``last_checkpoint`` pointer is written by the hook itself with a plain ``open``:
   :func:`latest_checkpoint` therefore does not trust it blindly.
@@ -23,7 +23,7 @@ from mmengine.fileio import LocalBackend, register_backend
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
-from dla_plugins.checkpoint.io import non_finite_keys, save_atomic
+from dla_plugins.files import non_finite_keys, save_atomic
 
 __all__ = ['AtomicLocalBackend', 'FiniteLossHook', 'latest_checkpoint', 'protect_config', 'ATOMIC_BACKEND']
 

@@ -9,7 +9,7 @@ from mmengine.logging import MMLogger
 from mmengine.runner import CheckpointLoader
 
 from dla_plugins.checkpoint.convert import convert
-from dla_plugins.checkpoint.io import WEIGHTS_SCHEME, weights_name
+from dla_plugins.files import WEIGHTS_SCHEME, weights_name
 from dla_plugins.weights import load_line
 
 __all__ = ['load_from_dlap']

@@ -46,8 +46,8 @@ from timm.utils import ModelEmaV3, NativeScaler, random_seed
 from tqdm.auto import tqdm
 
 from dla_plugins import DLA
-from dla_plugins.checkpoint.io import non_finite_keys, read_checkpoint, save_atomic
 from dla_plugins.data.synthetic import SHAPE_CLASSES, render_shapes
+from dla_plugins.files import non_finite_keys, read_checkpoint, save_atomic
 from timm_ext import checkpoint_filter_fn  # importing timm_ext registers the DLA models
 from timm_ext.datasets import DATASETS, create_datasets
 from timm_ext.recipes import RECIPES, recipe_defaults

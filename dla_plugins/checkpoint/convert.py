@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Mapping, Optional, Union
 
 import torch
 
-from .io import CheckpointError, StateDict, read_state_dict, save_atomic, unwrap_state_dict
+from ..files import CheckpointError, StateDict, read_state_dict, save_atomic, unwrap_state_dict
 from .load import LoadReport, load_checkpoint
 
 __all__ = ['TARGETS', 'D2_PREFIXES', 'Converted', 'infer_variant', 'convert', 'convert_checkpoint', 'format_options']

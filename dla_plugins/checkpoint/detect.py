@@ -14,8 +14,8 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 import torch
 import torch.nn as nn
 
+from ..files import CheckpointError, StateDict
 from . import centernet, centernet2, mmdet3d, ucbdrive
-from .io import CheckpointError, StateDict
 from .rules import LEVEL_PATTERN, NECK_PATTERN, Evidence, LayoutRule
 from .ucbdrive import is_deep_tree_project
 

@@ -7,8 +7,8 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 import torch
 import torch.nn as nn
 
+from ..files import CheckpointError, StateDict, read_state_dict, unwrap_state_dict, weights_name
 from .detect import SKIP_PROJECT, convert_state_dict
-from .io import CheckpointError, StateDict, read_state_dict, unwrap_state_dict, weights_name
 
 __all__ = ['LoadReport', 'adapt_input_conv', 'load_checkpoint', 'prepare_state_dict', 'note_weights',
            'CLASSIFIER_POLICIES']

@@ -146,8 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _user_errors() -> Tuple[type, ...]:
-    from ..checkpoint.io import CheckpointError
     from ..deploy.export import ExportError
+    from ..files import CheckpointError
     from ..weights import WeightsError
 
     return ValueError, FileNotFoundError, CheckpointError, ExportError, MissingExtraError, WeightsError

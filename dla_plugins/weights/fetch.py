@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
-from ..checkpoint.io import WEIGHTS_SCHEME as SCHEME
+from ..files import WEIGHTS_SCHEME as SCHEME
 from .registry import Source, WeightEntry, get
 
 __all__ = ['WeightsError', 'CacheRecord', 'cache_dir', 'offline_reason', 'cache_record', 'cached_path', 'fetch',
@@ -134,7 +134,7 @@ def _check_pins(path: Path, src: Source) -> str:
 
 def _check_readable(path: Path) -> None:
     """A file with no published hash must at least be a checkpoint (not an HTML page, not truncated)."""
-    from ..checkpoint.io import CheckpointError, read_checkpoint
+    from ..files import CheckpointError, read_checkpoint
 
     try:
         read_checkpoint(path)
@@ -333,7 +333,7 @@ def _download(entry: WeightEntry, src: Source, folder: Path, timeout: float, pro
 # ---- cache ----------------------------------------------------------------------------------------------------------
 
 def _write_record(rec: CacheRecord) -> None:
-    from ..checkpoint.io import save_atomic
+    from ..files import save_atomic
 
     save_atomic(json.dumps(dataclasses.asdict(rec), indent=1).encode(), cache_dir() / rec.name / RECORD)
 

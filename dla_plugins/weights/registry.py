@@ -254,6 +254,6 @@ def pretrained_path(variant: str, pretrained: Union[bool, str, None], checkpoint
     if checkpoint_path is not None:
         raise ValueError(f'pretrained: give pretrained or checkpoint_path, not both (got {pretrained!r} and '
                          f'{checkpoint_path!r})')
-    from ..checkpoint.io import WEIGHTS_SCHEME
+    from ..files import WEIGHTS_SCHEME
 
     return WEIGHTS_SCHEME + name_for(variant, pretrained)

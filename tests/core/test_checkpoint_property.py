@@ -110,7 +110,7 @@ def test_plain_pickle_and_foreign_zip(tmp_path):
 def test_save_atomic_round_trip_and_keeps_no_temporaries(tmp_path):
     from safetensors.torch import load_file
 
-    from dla_plugins.checkpoint.io import save_atomic
+    from dla_plugins.files import save_atomic
 
     state = {'w': torch.arange(6.0).reshape(2, 3)}
     for name in ('a.pth', 'a.safetensors'):

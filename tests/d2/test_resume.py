@@ -12,7 +12,7 @@ import torch.nn as nn
 
 from d2_ext import get_config_file
 from d2_ext.train_net import AtomicCheckpointer
-from dla_plugins.checkpoint.io import SAVE_PAUSE_ENV, read_checkpoint
+from dla_plugins.files import SAVE_PAUSE_ENV, read_checkpoint
 from tests.helpers import ROOT, subprocess_env
 from tests.timm.test_resume import _kill_when
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from mmengine.runner import Runner
 
-from dla_plugins.checkpoint.io import SAVE_PAUSE_ENV, read_checkpoint
+from dla_plugins.files import SAVE_PAUSE_ENV, read_checkpoint
 from mmseg_ext.checkpointing import ATOMIC_BACKEND, latest_checkpoint, protect_config
 from mmseg_ext.demo import CITYSCAPES_CONFIG, tiny_config
 from mmseg_ext.synthetic import write_cityscapes_layout

@@ -68,7 +68,7 @@ def test_missing_imagenet_file_names_both_fixes(two_iters, tmp_path):
     rc, out = _train(two_iters, tmp_path, 'model.backbone.init_cfg.checkpoint=checkpoints/dla34_imagenet.pth')
     assert rc == 1
     assert out.rstrip().splitlines()[-1] == (
-        "dla_plugins.checkpoint.io.CheckpointError: checkpoint: no such file 'checkpoints/dla34_imagenet.pth' "
+        "dla_plugins.files.CheckpointError: checkpoint: no such file 'checkpoints/dla34_imagenet.pth' "
         f"(relative to the working directory {str(tmp_path)!r}); model.backbone.init_cfg.checkpoint names the "
         'ImageNet file: point it at yours with --cfg-options model.backbone.init_cfg.checkpoint=PATH, or train from '
         'scratch with --cfg-options model.backbone.init_cfg=None')

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from dla_plugins.checkpoint.io import read_checkpoint
+from dla_plugins.files import read_checkpoint
 from tests.helpers import ROOT, subprocess_env
 from tests.timm.test_resume import _assert_same, _kill_when
 from timm_ext.recipes import RECIPES, recipe_defaults

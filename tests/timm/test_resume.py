@@ -12,7 +12,7 @@ import pytest
 import timm
 import torch
 
-from dla_plugins.checkpoint.io import SAVE_PAUSE_ENV, read_checkpoint
+from dla_plugins.files import SAVE_PAUSE_ENV, read_checkpoint
 from tests.helpers import ROOT, subprocess_env
 from timm_ext.train import build_parser, make_synthetic_imagefolder, train
 

@@ -36,7 +36,7 @@ def local_path(path: Union[str, os.PathLike]) -> str:
     :func:`dla_plugins.weights.resolve`; anything else is returned as it is."""
     if weights_name(path) is None:
         return os.fspath(path)
-    from ..weights import resolve  # the registry builds models, so it is imported only when a name is used
+    from .weights import resolve  # the registry builds models, so it is imported only when a name is used
 
     return resolve(path)
 
