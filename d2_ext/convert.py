@@ -1,6 +1,6 @@
 """``python -m d2_ext.convert SRC DST.pth``: any recognised DLA checkpoint -> a detectron2 ``MODEL.WEIGHTS`` file.
 
-The same conversion as ``dla-plugins convert --to detectron2`` (:func:`dla_plugins.checkpoint.convert.convert`): the
+The same conversion as ``dla-plugins convert --to detectron2`` (:func:`dla_plugins.convert.convert`): the
 layout is recognised by rule, the variant inferred from the shapes (``--arch`` overrides), the DLA put under the
 prefix of the builder that fits the network (the DLA-Up backbone for CenterNet-family/mmdetection3d/DLASeg files,
 else the FPN ones; ``--prefix backbone.dla.`` for ``build_dlap_backbone``), and the file written atomically as
@@ -13,7 +13,7 @@ from typing import Dict, Mapping, Optional, Union
 
 import torch
 
-from dla_plugins.checkpoint.convert import D2_PREFIXES, convert, convert_checkpoint, format_options
+from dla_plugins.convert import D2_PREFIXES, convert, convert_checkpoint, format_options
 
 __all__ = ['PREFIX_NECK', 'PREFIX_PLAIN', 'convert_to_d2', 'main']
 

@@ -16,7 +16,7 @@ import torch
 from detectron2.utils.file_io import PathManager
 from iopath.common.file_io import PathHandler
 
-from dla_plugins.checkpoint.convert import convert
+from dla_plugins.convert import convert
 from dla_plugins.files import WEIGHTS_SCHEME, save_atomic, weights_name
 from dla_plugins.weights import cache_record, fetch, load_line
 

@@ -8,7 +8,7 @@ from typing import Any, Dict, Optional
 from mmengine.logging import MMLogger
 from mmengine.runner import CheckpointLoader
 
-from dla_plugins.checkpoint.convert import convert
+from dla_plugins.convert import convert
 from dla_plugins.files import WEIGHTS_SCHEME, weights_name
 from dla_plugins.weights import load_line
 

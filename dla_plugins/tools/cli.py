@@ -46,7 +46,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
-    from ..checkpoint.convert import convert_checkpoint, format_options
+    from ..convert import convert_checkpoint, format_options
 
     out = convert_checkpoint(args.src, args.dst, args.variant, to=args.to, prefix=args.prefix,
                              progress=not args.no_progress)

@@ -13,7 +13,7 @@ import torch.nn as nn
 
 import dla_plugins as dp
 from dla_plugins.checkpoint import read_state_dict
-from dla_plugins.checkpoint.convert import convert_checkpoint
+from dla_plugins.convert import convert_checkpoint
 from tests.golden import (
     extra_input_hook,
     fixture_names,
@@ -141,7 +141,7 @@ def test_family_x_target_loads_from_the_printed_options_and_matches(name, target
 
 
 def test_convert_bad_target_and_prefix():
-    from dla_plugins.checkpoint.convert import convert
+    from dla_plugins.convert import convert
 
     state = dp.create_dla('dla46_c').state_dict()
     with pytest.raises(ValueError, match=r"target: unknown target 'onnx'; allowed: \['core', 'detectron2', 'mmseg'\]"):

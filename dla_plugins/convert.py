@@ -2,8 +2,7 @@
 exact host options that build the model which loads it.
 
 :func:`convert` is the library function ``dla-plugins convert``, ``python -m d2_ext.convert`` and timm's pretrained
-filter all stand on; :func:`convert_checkpoint` writes its result atomically and verifies it. The model modules are
-imported lazily (they import this package).
+filter all stand on; :func:`convert_checkpoint` writes its result atomically and verifies it.
 """
 import json
 import os
@@ -13,8 +12,13 @@ from typing import Any, Dict, List, Mapping, Optional, Union
 
 import torch
 
-from ..files import CheckpointError, StateDict, read_state_dict, save_atomic, unwrap_state_dict
-from .load import LoadReport, load_checkpoint
+from .checkpoint.detect import convert_state_dict, detect_layout
+from .checkpoint.hosts import to_host
+from .checkpoint.load import LoadReport, load_checkpoint
+from .factory import create_dla
+from .files import CheckpointError, StateDict, read_state_dict, save_atomic, unwrap_state_dict
+from .seg import DLASeg
+from .variants import VARIANTS, resolve_variant
 
 __all__ = ['TARGETS', 'D2_PREFIXES', 'Converted', 'infer_variant', 'convert', 'convert_checkpoint', 'format_options']
 
@@ -66,9 +70,6 @@ def infer_variant(state: Mapping[str, torch.Tensor], norm_layer: Optional[str] =
     Raises:
         CheckpointError: no variant or several variants match.
     """
-    from ..factory import create_dla
-    from ..variants import VARIANTS
-
     matches = []
     for name in VARIANTS:
         with torch.device('meta'):  # shapes only: no memory, no weight init cost
@@ -87,8 +88,6 @@ def infer_variant(state: Mapping[str, torch.Tensor], norm_layer: Optional[str] =
 
 
 def _core_model(variant: str, network: Dict[str, Any], classes: int, in_chans: int) -> torch.nn.Module:
-    from ..factory import create_dla
-    from ..seg import DLASeg
 
     if network:
         return DLASeg(variant, **network)
@@ -111,7 +110,6 @@ def _d2_options(variant: str, network: Dict[str, Any], builder: str) -> List[str
 
 
 def _mmseg_options(variant: str, network: Dict[str, Any], classes: int) -> Dict[str, Any]:
-    from ..variants import resolve_variant
 
     norm_cfg = dict(type='GN', num_groups=32) if network.get('norm_layer') == 'gn' else dict(type='BN')
     first = network['down_ratio'].bit_length() - 1 if network else 2
@@ -141,9 +139,6 @@ def convert(src: Union[str, os.PathLike, Mapping[str, torch.Tensor]], target: st
     Returns:
         :class:`Converted` (``state, report, host_options = convert(...)``).
     """
-    from .detect import convert_state_dict, detect_layout
-    from .hosts import to_host
-
     if target not in TARGETS:
         raise ValueError(f'target: unknown target {target!r}; allowed: {list(TARGETS)}')
     if prefix is not None and target != 'detectron2':
