@@ -6,18 +6,21 @@ Map: ``variants`` (the architecture table), ``layers`` (norms, blocks, aggregati
 (inference fusion, export); the CLI, benchmarks, zoo, demo and synthetic data in ``tools``.
 The model state_dicts are identical to timm's DLA; foreign layouts convert by rule.
 """
+from . import weights
+from ._version import __version__
 from .backbone import DLA, HDATree
 from .checkpoint import CheckpointError, LoadReport, load_checkpoint, read_state_dict
 from .dcn import ModulatedDeformConv2d, deform_conv2d
 from .dla_up import DLAUp, IDAUp
 from .factory import create_dla
 from .layers import AggregationNode, FrozenBatchNorm2d, get_norm_layer
+from .pretrained import create_from_weights
 from .seg import DLASeg
 from .variants import VARIANTS, DLAVariant, list_variants, resolve_variant
 
-__version__ = '0.1.0'
 __all__ = [
     'DLA', 'HDATree', 'IDAUp', 'DLAUp', 'DLASeg', 'AggregationNode', 'ModulatedDeformConv2d', 'deform_conv2d',
     'FrozenBatchNorm2d', 'create_dla', 'list_variants', 'resolve_variant', 'load_checkpoint', 'read_state_dict',
-    'get_norm_layer', 'CheckpointError', 'LoadReport', 'DLAVariant', 'VARIANTS',
+    'get_norm_layer', 'CheckpointError', 'LoadReport', 'DLAVariant', 'VARIANTS', 'weights', 'create_from_weights',
+    '__version__',
 ]

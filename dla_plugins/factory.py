@@ -7,6 +7,7 @@ from .backbone import DLA
 from .checkpoint import load_checkpoint
 from .layers import NormLayer
 from .variants import resolve_variant
+from .weights import pretrained_path
 
 __all__ = ['create_dla']
 _logger = logging.getLogger(__name__)
@@ -32,8 +33,6 @@ def create_dla(name: str, *, num_classes: int = 1000, in_chans: int = 3, output_
     model = DLA.from_variant(variant, num_classes=num_classes, in_chans=in_chans, output_stride=output_stride,
                              norm_layer=norm_layer, drop_rate=drop_rate, global_pool=global_pool, **kwargs)
     if pretrained is not False and pretrained is not None:
-        from .weights import pretrained_path
-
         checkpoint_path = pretrained_path(variant.name, pretrained, checkpoint_path)
     if checkpoint_path is not None:
         policy = 'drop' if global_pool == 'catavgmax' else 'if_mismatched'  # catavgmax: the classifier is 2x wider
@@ -42,3 +41,4 @@ def create_dla(name: str, *, num_classes: int = 1000, in_chans: int = 3, output_
             _logger.info('%s: loaded %s; classifier re-initialised: %s; adapted first conv: %s', variant.name,
                          checkpoint_path, bool(report.dropped_classifier), report.adapted_input_conv)
     return model
+

@@ -6,13 +6,13 @@ import tempfile
 import time
 import zipfile
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Union
+from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Union
 
 import torch
 
 __all__ = ['CheckpointError', 'StateDict', 'WEIGHTS_SCHEME', 'weights_name', 'local_path', 'read_checkpoint',
            'read_state_dict', 'unwrap_state_dict', 'save_atomic',
-           'non_finite_keys', 'SAVE_PAUSE_ENV']
+           'non_finite_keys', 'SAVE_PAUSE_ENV', 'NamedFiles', 'provide_named_files', 'named_files']
 
 StateDict = Dict[str, torch.Tensor]
 _WRAPPER_KEYS = ('state_dict', 'model', 'state_dict_ema', 'model_ema')
@@ -31,14 +31,37 @@ def weights_name(path: Any) -> Optional[str]:
     return None
 
 
+class NamedFiles(NamedTuple):
+    """What turns ``'dlap://NAME'`` into a file (registered by :mod:`dla_plugins.weights`, a higher layer, so that
+    reading never imports upwards)."""
+
+    resolve: Callable[[str], str]
+    """``'dlap://NAME'`` -> the local path (fetched, verified, cached)."""
+    load_line: Callable[[str, int, Sequence[str], str], str]
+    """``(NAME, tensors loaded, keys skipped, into)`` -> the one line a load of NAME logs."""
+
+
+_NAMED_FILES: List[NamedFiles] = []
+
+
+def provide_named_files(provider: NamedFiles) -> None:
+    """Install what resolves ``'dlap://NAME'`` (:mod:`dla_plugins.weights` does, on import)."""
+    _NAMED_FILES[:] = [provider]
+
+
+def named_files() -> NamedFiles:
+    """The installed provider of ``'dlap://NAME'`` files."""
+    if not _NAMED_FILES:  # importing dla_plugins imports dla_plugins.weights, which installs it
+        raise RuntimeError(f'{WEIGHTS_SCHEME}NAME: no weights registry installed (import dla_plugins.weights)')
+    return _NAMED_FILES[0]
+
+
 def local_path(path: Union[str, os.PathLike]) -> str:
     """``path`` as a local file name: a ``'dlap://NAME'`` is fetched (verified, cached) by
     :func:`dla_plugins.weights.resolve`; anything else is returned as it is."""
     if weights_name(path) is None:
         return os.fspath(path)
-    from .weights import resolve  # the registry builds models, so it is imported only when a name is used
-
-    return resolve(path)
+    return named_files().resolve(path)
 
 
 def read_checkpoint(path: Union[str, os.PathLike]) -> Any:

@@ -7,10 +7,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .backbone import DLA
+from .checkpoint import detect_layout, load_checkpoint, read_state_dict
+from .checkpoint.load import note_weights
 from .dla_up import DLAUp
+from .factory import create_dla
 from .files import weights_name
 from .layers import NormLayer
 from .variants import resolve_variant
+from .weights import pretrained_path
 
 __all__ = ['DLASeg', 'DOWN_RATIOS']
 
@@ -42,7 +46,7 @@ class DLASeg(nn.Module):
         final_ida: The final IDA-Up stage (None: with flavor='centernet').
         dcn_impl: Kernel of deformable convs: 'auto', 'native' (pure PyTorch) or 'torchvision' (same state_dict).
         pretrained: A registry file by name, fetched on first use and loaded as ``checkpoint_path`` is: a full name
-            (``'centernet/ctdet_coco_dla_2x'``; ``dla_plugins.weights.get(name).create_model()`` builds its own
+            (``'centernet/ctdet_coco_dla_2x'``; ``dla_plugins.create_from_weights(name)`` builds its own
             network) or a tag of the backbone's variant (``True``/``'in1k'``: ImageNet, into the backbone).
     """
 
@@ -58,18 +62,12 @@ class DLASeg(nn.Module):
             raise ValueError(f'num_classes: must be an integer >= 0, got {num_classes!r}')
         state = None
         if pretrained is not False and pretrained is not None:
-            from .weights import pretrained_path
-
             variant = resolve_variant(backbone).name if isinstance(backbone, str) else getattr(backbone, 'variant', '')
             checkpoint_path = pretrained_path(variant, pretrained, checkpoint_path)
         if checkpoint_path is not None:  # read once; loaded below into the whole network or the backbone
-            from .checkpoint import detect_layout, read_state_dict
-
             state = read_state_dict(checkpoint_path)
             whole = detect_layout(state).whole_network
         if isinstance(backbone, str):
-            from .factory import create_dla
-
             backbone = create_dla(backbone, num_classes=0, output_stride=output_stride, norm_layer=norm_layer)
         if not isinstance(backbone, DLA) or backbone.num_classes != 0:
             raise ValueError('backbone: must be a variant name or a DLA built with num_classes=0')
@@ -84,9 +82,6 @@ class DLASeg(nn.Module):
         self.classifier = nn.Conv2d(self.num_features, num_classes, 1) if num_classes else nn.Identity()
         self.num_classes = num_classes
         if state is not None:
-            from .checkpoint import load_checkpoint
-            from .checkpoint.load import note_weights
-
             into = self if whole else self.backbone  # whole: another classifier size stays fresh (fine-tuning)
             report = load_checkpoint(into, state, classifier='if_mismatched' if whole else 'drop')
             name = weights_name(checkpoint_path)

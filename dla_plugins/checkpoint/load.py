@@ -7,7 +7,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 import torch
 import torch.nn as nn
 
-from ..files import CheckpointError, StateDict, read_state_dict, unwrap_state_dict, weights_name
+from ..files import CheckpointError, StateDict, named_files, read_state_dict, unwrap_state_dict, weights_name
 from .detect import SKIP_PROJECT, convert_state_dict
 
 __all__ = ['LoadReport', 'adapt_input_conv', 'load_checkpoint', 'prepare_state_dict', 'note_weights',
@@ -157,11 +157,10 @@ def prepare_state_dict(model: nn.Module, path_or_state_dict: Union[str, os.PathL
 def note_weights(report: LoadReport, name: str, model: nn.Module) -> str:
     """Set ``report.weights``, the one line a load of registry file ``name`` logs: name, source, hash status,
     tensors loaded into ``model`` and every key skipped (task heads, classifiers dropped)."""
-    from ..weights import load_line
-
     variant = getattr(model, 'variant', None) or getattr(getattr(model, 'backbone', None), 'variant', None)
     into = f'{type(model).__name__}({variant})' if isinstance(variant, str) else type(model).__name__
-    report.weights = load_line(name, report.loaded, list(report.skipped) + report.dropped_classifier, into)
+    skipped = list(report.skipped) + report.dropped_classifier
+    report.weights = named_files().load_line(name, report.loaded, skipped, into)
     return report.weights
 
 

@@ -5,12 +5,13 @@ and verification.
     >>> from dla_plugins import weights
     >>> path = weights.fetch('dla34.in1k')                 # or weights.resolve('dlap://dla34.in1k')
     >>> entry = weights.get('centernet/ctdet_coco_dla_2x')  # .family, .variant, .model_kwargs, .sources
-    >>> model = entry.create_model()                       # the DLASeg the file loads into
+    >>> model = dla_plugins.create_from_weights(entry)      # the DLASeg the file loads into (a builder)
 
 Environment: ``DLA_PLUGINS_HOME`` (cache, default ``~/.cache/dla-plugins/weights``), ``DLA_PLUGINS_MIRROR`` (an
 http(s) base URL or folder laid out as ``<name>/<file>``, tried first), ``DLA_PLUGINS_OFFLINE=1`` or
 ``HF_HUB_OFFLINE=1`` (cache only), ``DLA_PLUGINS_TIMEOUT`` (seconds, default 30).
 """
+from ..files import NamedFiles, provide_named_files
 from .fetch import (
                     ENV_HOME,
                     ENV_MIRROR,
@@ -44,6 +45,8 @@ from .registry import (
                     registered,
                     unregister,
 )
+
+provide_named_files(NamedFiles(resolve=resolve, load_line=load_line))
 
 __all__ = ['Source', 'WeightEntry', 'SOURCE_KINDS', 'BUILDERS', 'register', 'unregister', 'registered', 'get',
            'names', 'entries', 'name_for', 'pretrained_path', 'WeightsError', 'CacheRecord', 'cache_dir',

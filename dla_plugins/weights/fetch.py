@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
+from .._version import __version__
 from ..files import WEIGHTS_SCHEME as SCHEME
 from .registry import Source, WeightEntry, get
 
@@ -166,7 +167,6 @@ def _http(url: str, part: Path, timeout: float, progress: bool, desc: str) -> No
     """Download ``url`` into ``part``, resuming from its current size with an HTTP Range request."""
     from tqdm.auto import tqdm
 
-    from .. import __version__
 
     start = part.stat().st_size if part.exists() else 0
     headers = {'User-Agent': f'dla-plugins/{__version__}'}

@@ -4,7 +4,7 @@ verified against the sha256 recorded at its first download. docs/checkpoints.md 
 with the citations in full."""
 from typing import Dict, Optional, Tuple
 
-from .registry import Source, WeightEntry, register
+from .entry import Source, WeightEntry
 
 __all__ = ['TABLE']
 
@@ -269,6 +269,3 @@ def _omni3d_entries() -> Tuple[WeightEntry, ...]:
 TABLE: Tuple[WeightEntry, ...] = (_imagenet_entries() + _centernet_entries() + _fairmot_entries()
                                   + _centertrack_entries() + _centernet2_entries() + _mmdet3d_entries()
                                   + _omni3d_entries())
-
-for _entry in TABLE:
-    register(_entry, replace=True)

@@ -311,7 +311,7 @@ def test_registry_entry_loads_its_reference_layout_strictly(name, tmp_path):
             Source('url', srv.add('/ref.pth', Path(ckpt)), real.sources[0].file),))
         with weights.registered(test):
             path = weights.fetch(test.name, progress=False)
-    model = test.create_model()
+    model = dp.create_from_weights(test)
     report = dp.load_checkpoint(model, path)
     assert report.layout == (real.sources[0].family or real.family)
     if real.builds == 'DLASeg':
