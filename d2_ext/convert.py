@@ -13,12 +13,11 @@ from typing import Dict, Mapping, Optional, Union
 
 import torch
 
-from dla_plugins.convert import D2_PREFIXES, convert, convert_checkpoint, format_options
+from dla_plugins.convert import convert, convert_checkpoint, format_options
+
+from .layout import PREFIX_NECK, PREFIX_PLAIN, PREFIXES
 
 __all__ = ['PREFIX_NECK', 'PREFIX_PLAIN', 'convert_to_d2', 'main']
-
-PREFIX_NECK = D2_PREFIXES['build_dlap_fpn_backbone']
-PREFIX_PLAIN = D2_PREFIXES['build_dlap_backbone']
 
 
 def convert_to_d2(src: Union[str, os.PathLike, Mapping[str, torch.Tensor]], arch: Optional[str] = None,
@@ -34,7 +33,7 @@ def main(argv=None) -> None:
                                'CenterTrack, mmdetection3d or CenterNet2 layout')
     p.add_argument('dst', help='output .pth for MODEL.WEIGHTS')
     p.add_argument('--arch', default=None, help='DLA variant (default: inferred from the shapes)')
-    p.add_argument('--prefix', default=None, choices=sorted(set(D2_PREFIXES.values())),
+    p.add_argument('--prefix', default=None, choices=sorted(set(PREFIXES.values())),
                    help=f'backbone key prefix (default: the one of the builder that fits; {PREFIX_PLAIN!r} for '
                         'build_dlap_backbone)')
     a = p.parse_args(argv)

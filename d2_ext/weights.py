@@ -20,14 +20,15 @@ from dla_plugins.convert import convert
 from dla_plugins.files import WEIGHTS_SCHEME, save_atomic, weights_name
 from dla_plugins.weights import cache_record, fetch, load_line
 
+from .layout import MODULE_PARENTS
+
 __all__ = ['WeightsHandler', 'detectron2_file']
 
 _logger = logging.getLogger('detectron2.d2_ext.weights')
-_HOST_PREFIXES = ('backbone.bottom_up.', 'backbone.')  # where build_dlap_* keep `dla` / `dla_up` (D2_PREFIXES)
 
 
 def _strip(key: str) -> str:
-    return next(key[len(p):] for p in _HOST_PREFIXES + ('',) if key.startswith(p))
+    return next(key[len(p):] for p in MODULE_PARENTS + ('',) if key.startswith(p))
 
 
 def detectron2_file(name: str) -> str:

@@ -13,20 +13,20 @@ from typing import Any, Dict, List, Mapping, Optional, Union
 import torch
 
 from .checkpoint.detect import convert_state_dict, detect_layout
-from .checkpoint.hosts import to_host
+from .checkpoint.hosts import host_layout, host_names
 from .checkpoint.load import LoadReport, load_checkpoint
 from .factory import create_dla
 from .files import CheckpointError, StateDict, read_state_dict, save_atomic, unwrap_state_dict
 from .seg import DLASeg
-from .variants import VARIANTS, resolve_variant
+from .variants import VARIANTS
 
-__all__ = ['TARGETS', 'D2_PREFIXES', 'Converted', 'infer_variant', 'convert', 'convert_checkpoint', 'format_options']
+__all__ = ['targets', 'Converted', 'infer_variant', 'convert', 'convert_checkpoint', 'format_options']
 
-TARGETS = ('core', 'detectron2', 'mmseg')
-# Where detectron2's builders keep the DLA: the plain backbone at ``backbone.dla.``, FPN and DLA-Up backbones wrap it.
-D2_PREFIXES = {'build_dlap_backbone': 'backbone.dla.', 'build_dlap_fpn_backbone': 'backbone.bottom_up.dla.',
-               'build_dlap_retinanet_fpn_backbone': 'backbone.bottom_up.dla.',
-               'build_dlap_up_backbone': 'backbone.bottom_up.dla.'}
+
+
+def targets() -> List[str]:
+    """``'core'`` and every host layout (:func:`~dla_plugins.checkpoint.hosts.host_names`)."""
+    return ['core'] + host_names()
 
 
 @dataclass
@@ -37,8 +37,8 @@ class Converted:
         state: The converted tensors, keyed for ``target``.
         report: The strict load into the core model (layout, renamed and skipped keys).
         host_options: What builds the model that loads ``state``: for 'core' the ``create_dla``/``DLASeg`` call
-            (``{'builder': ..., 'variant': ..., 'kwargs': {...}}``), for 'detectron2' the config options as a flat
-            ``[KEY, VALUE, ...]`` list (``cfg.merge_from_list``), for 'mmseg' the ``model`` config dict parts.
+            (``{'builder': ..., 'variant': ..., 'kwargs': {...}}``), for a host what its layout's
+            :meth:`~dla_plugins.checkpoint.hosts.HostLayout.options` writes.
         variant: The DLA variant; ``network``: DLASeg arguments of a whole-network file (empty: a plain DLA).
     """
 
@@ -53,15 +53,12 @@ class Converted:
     def __iter__(self):
         return iter((self.state, self.report, self.host_options))
 
-    def checkpoint(self) -> Dict[str, Any]:
-        """The object the target's loader reads: detectron2's ``{'model': ..., '__author__': 'dla-plugins',
-        'matching_heuristics': False}`` (loaded by exact names), mmseg's ``{'state_dict': ..., 'meta': {...}}``;
-        for 'core' the state itself."""
-        if self.target == 'detectron2':
-            return {'model': self.state, '__author__': 'dla-plugins', 'matching_heuristics': False}
-        if self.target == 'mmseg':
-            return {'state_dict': self.state, 'meta': {'source_layout': self.report.layout, 'variant': self.variant}}
-        return self.state
+    def checkpoint(self) -> Any:
+        """The object the target's loader reads (the host layout's :meth:`HostLayout.checkpoint`); for 'core' the
+        state itself."""
+        if self.target == 'core':
+            return self.state
+        return host_layout(self.target).checkpoint(self.state, self.report.layout, self.variant)
 
 
 def infer_variant(state: Mapping[str, torch.Tensor], norm_layer: Optional[str] = None) -> str:
@@ -94,57 +91,26 @@ def _core_model(variant: str, network: Dict[str, Any], classes: int, in_chans: i
     return create_dla(variant, num_classes=classes, in_chans=in_chans)
 
 
-def _d2_options(variant: str, network: Dict[str, Any], builder: str) -> List[str]:
-    norm = 'GN' if network.get('norm_layer') == 'gn' else 'FrozenBN'
-    opts = ['MODEL.BACKBONE.NAME', builder, 'MODEL.DLAP.ARCH', variant, 'MODEL.DLAP.NORM', norm]
-    if builder != 'build_dlap_up_backbone':
-        return opts
-    first = network['down_ratio'].bit_length() - 1
-    onoff = {None: 'auto', True: 'on', False: 'off'}
-    return opts + ['MODEL.DLAP.OUT_FEATURES', '[{}]'.format(','.join(f"'level{i}'" for i in range(first, 6))),
-                   'MODEL.DLAP.NECK.FLAVOR', network['flavor'], 'MODEL.DLAP.NECK.NODE_TYPE', network['node_type'],
-                   'MODEL.DLAP.NECK.NORM', norm, 'MODEL.DLAP.NECK.OUT_CHANNELS', '0',
-                   'MODEL.DLAP.NECK.BIAS', onoff[network.get('bias')],
-                   'MODEL.DLAP.NECK.NODE_KERNEL', str(network.get('node_kernel', 3)),
-                   'MODEL.DLAP.NECK.FINAL_IDA', onoff[network.get('final_ida')]]
-
-
-def _mmseg_options(variant: str, network: Dict[str, Any], classes: int) -> Dict[str, Any]:
-
-    norm_cfg = dict(type='GN', num_groups=32) if network.get('norm_layer') == 'gn' else dict(type='BN')
-    first = network['down_ratio'].bit_length() - 1 if network else 2
-    levels = list(range(first, 6))
-    backbone = dict(type='DLA', arch=variant, out_indices=tuple(levels), output_stride=32, norm_cfg=norm_cfg)
-    if not network:
-        return dict(backbone=backbone)
-    chans = resolve_variant(variant).channels
-    head = dict(type='DLAUpHead', in_channels=[chans[i] for i in levels], strides=[2 ** i for i in levels],
-                num_classes=classes or 'YOUR_NUM_CLASSES', flavor=network['flavor'], node_type=network['node_type'],
-                bias=network.get('bias'), node_kernel=network.get('node_kernel', 3),
-                final_ida=network.get('final_ida'), norm_cfg=norm_cfg)
-    return dict(backbone=backbone, decode_head=head)
-
-
 def convert(src: Union[str, os.PathLike, Mapping[str, torch.Tensor]], target: str = 'core',
             variant: Optional[str] = None, prefix: Optional[str] = None) -> Converted:
     """Convert a checkpoint of any recognised layout (.pth/.pt/.bin/.safetensors or a state_dict) for ``target``.
 
     The layout (see :data:`~dla_plugins.checkpoint.FAMILIES`) is recognised by rule and loaded strictly into our
     model of that network: a DLA, or the DLASeg its DLA-Up describes. ``variant`` is inferred from the shapes unless
-    given. For 'detectron2' the DLA goes under the prefix of the builder that fits the network
-    (:data:`D2_PREFIXES`: the DLA-Up backbone for whole-network files, else the FPN one); ``prefix='backbone.dla.'``
-    targets the plain ``build_dlap_backbone``. Task heads, ImageNet classifiers of dense files and (detectron2)
-    BatchNorm counters are dropped.
+    given. For a host target (:func:`targets`) its :class:`~dla_plugins.checkpoint.hosts.HostLayout` renames the keys
+    (``prefix`` picks another place for the DLA where the host has several, e.g. detectron2's plain backbone) and
+    writes the options; task heads and ImageNet classifiers of dense files are dropped, as are what the host omits.
 
     Returns:
         :class:`Converted` (``state, report, host_options = convert(...)``).
     """
-    if target not in TARGETS:
-        raise ValueError(f'target: unknown target {target!r}; allowed: {list(TARGETS)}')
-    if prefix is not None and target != 'detectron2':
-        raise ValueError(f"prefix: only for target='detectron2', got target={target!r}")
-    if prefix is not None and prefix not in set(D2_PREFIXES.values()):
-        raise ValueError(f'prefix: unknown detectron2 prefix {prefix!r}; allowed: {sorted(set(D2_PREFIXES.values()))}')
+    host = None if target == 'core' else host_layout(target)
+    if prefix is not None and (host is None or not host.prefixes):
+        with_prefix = [n for n in host_names() if host_layout(n).prefixes]
+        raise ValueError(f'prefix: only for target={" or ".join(repr(n) for n in with_prefix) or "none"}, '
+                         f'got target={target!r}')
+    if prefix is not None and prefix not in host.prefixes:
+        raise ValueError(f'prefix: unknown {target} prefix {prefix!r}; allowed: {sorted(host.prefixes)}')
     state = (unwrap_state_dict(src, 'the given mapping') if isinstance(src, Mapping) else read_state_dict(src))
     layout = detect_layout(state)
     network = layout.model_kwargs(state)
@@ -162,31 +128,20 @@ def convert(src: Union[str, os.PathLike, Mapping[str, torch.Tensor]], target: st
     report.variant = variant
     classes = network.get('num_classes', getattr(model, 'num_classes', 0))
     ours = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
-    if target == 'core':
-        options: Union[Dict[str, Any], List[str]] = dict(
-            builder='DLASeg' if network else 'create_dla', variant=variant,
-            kwargs=dict(network) if network else dict(num_classes=classes))
+    if host is None:
+        options: Any = dict(builder='DLASeg' if network else 'create_dla', variant=variant,
+                            kwargs=dict(network) if network else dict(num_classes=classes))
         return Converted(ours, report, options, variant, network, classes, target)
-    if target == 'detectron2':
-        if prefix == D2_PREFIXES['build_dlap_backbone']:
-            builder = 'build_dlap_backbone'
-        else:
-            builder = 'build_dlap_up_backbone' if network else 'build_dlap_fpn_backbone'
-        host = to_host(ours, 'detectron2', backbone_prefix=D2_PREFIXES[builder], dropped=report.dropped_classifier)
-        return Converted(host, report, _d2_options(variant, network, builder), variant, network, classes, target)
-    host = to_host(ours, 'mmseg', dropped=report.dropped_classifier)
-    return Converted(host, report, _mmseg_options(variant, network, classes), variant, network, classes, target)
+    state = host.to_host(ours, network, prefix, dropped=report.dropped_classifier)
+    options = host.options(variant, network, classes, prefix)
+    return Converted(state, report, options, variant, network, classes, target)
 
 
 def format_options(converted: Converted) -> str:
-    """The host options of ``converted`` as the user types them: a Python call, yaml opts, or a config dict."""
-    import shlex
-
+    """The host options of ``converted`` as the user types them: a Python call, or the host layout's form."""
     opts = converted.host_options
-    if converted.target == 'detectron2':
-        return ' '.join(shlex.quote(o) for o in opts)
-    if converted.target == 'mmseg':
-        return 'model = dict(\n' + ''.join(f'    {k}={v!r},\n' for k, v in opts.items()) + ')'
+    if converted.target != 'core':
+        return host_layout(converted.target).format_options(opts)
     args = ', '.join(f'{k}={v!r}' for k, v in opts['kwargs'].items())
     return f"{opts['builder']}({opts['variant']!r}{', ' + args if args else ''})"
 
@@ -198,7 +153,7 @@ def convert_checkpoint(src: str, dst: str, variant: Optional[str] = None, to: st
     from tqdm.auto import tqdm
 
     ext = '.safetensors' if to == 'core' else '.pth'
-    if to in TARGETS and not dst.endswith(ext):
+    if to in targets() and not dst.endswith(ext):
         raise ValueError(f'DST: must end with {ext} for --to {to}, got {dst!r}')
     bar = tqdm(total=2, desc='convert', disable=not progress, leave=False)
     out = convert(src, to, variant, prefix)

@@ -1,47 +1,113 @@
-"""Key layouts of the host adapters: our model's state_dict (DLA or DLASeg) -> a detectron2 or mmseg checkpoint.
+"""Host layouts: how a host framework keeps our model's tensors and what builds the model that loads them.
 
-detectron2 (``d2_ext``): the DLA under ``backbone.bottom_up.dla.`` (FPN/DLA-Up backbones; ``backbone.dla.`` for the
-plain one), the DLA-Up under ``backbone.dla_up.``. mmseg (``mmseg_ext``): the DLA under ``backbone.body.``, the DLA-Up
-of ``DLAUpHead`` under ``decode_head.dla_up.`` and the classifier as ``decode_head.conv_seg``.
+The core names no host. Each adapter describes its host once, in a module that imports no host framework
+(``d2_ext.layout``, ``mmseg_ext.layout``), as a :class:`HostLayout` subclass, and publishes it as an entry point of the
+group ``dla_plugins.hosts`` (pyproject.toml); :func:`host_layout` loads it by name on first use, so
+``dla-plugins convert --to NAME`` finds every installed adapter. :func:`register_host` adds one by hand.
 """
-from typing import Dict, List, Mapping, Optional, Tuple
+from importlib.metadata import entry_points
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 
-__all__ = ['HOSTS', 'to_host']
+from ..files import StateDict
 
-# (our prefix, host prefix), first match wins; '' is the plain DLA's top level.
-HOSTS: Dict[str, Tuple[Tuple[str, str], ...]] = {
-    'detectron2': (('backbone.', 'backbone.bottom_up.dla.'), ('neck.', 'backbone.dla_up.'),
-                   ('', 'backbone.bottom_up.dla.')),
-    'mmseg': (('backbone.', 'backbone.body.'), ('neck.', 'decode_head.dla_up.'),
-              ('classifier.', 'decode_head.conv_seg.'), ('', 'backbone.body.')),
-}
+__all__ = ['ENTRY_POINT_GROUP', 'HostLayout', 'register_host', 'host_layout', 'host_names', 'rename_for_host']
+
+ENTRY_POINT_GROUP = 'dla_plugins.hosts'
+_HOSTS: Dict[str, 'HostLayout'] = {}
 
 
-def to_host(state: Mapping[str, torch.Tensor], host: str, backbone_prefix: Optional[str] = None,
-            dropped: Optional[List[str]] = None) -> Dict[str, torch.Tensor]:
-    """Rename a DLA/DLASeg state_dict for ``host`` ('detectron2' or 'mmseg').
+class HostLayout:
+    """One host's key layout and model options (subclass it in the adapter; the core calls these methods).
 
-    Dropped: a plain DLA's ImageNet classifier (``fc``), for detectron2 also DLASeg's classifier and the BatchNorm
-    ``num_batches_tracked`` counters (so one file fits FrozenBN, BN and SyncBN models). ``backbone_prefix``
-    replaces the host's DLA prefix (e.g. ``backbone.dla.`` for detectron2's plain backbone). The dropped classifier
-    keys are appended to ``dropped`` when it is given.
+    Attributes:
+        name: The ``--to`` name (``'detectron2'``).
+        renames: ``(our prefix, host prefix)`` pairs, first match wins; ``''`` is a plain DLA's top level.
+        prefixes: The ``prefix=`` values the host accepts (alternative places of the DLA); empty: none.
+        drop: Key patterns (prefix + suffix) of our model the host file omits besides a plain DLA's ``fc``:
+            ``('classifier.', '')`` drops DLASeg's classifier, ``('', 'num_batches_tracked')`` BN counters.
+        description: What the file is, for ``--help``.
     """
-    if host not in HOSTS:
-        raise ValueError(f'host: unknown host {host!r}; allowed: {list(HOSTS)}')
+
+    name: str = ''
+    renames: Tuple[Tuple[str, str], ...] = ()
+    prefixes: Tuple[str, ...] = ()
+    drop: Tuple[Tuple[str, str], ...] = ()
+    description: str = ''
+
+    def backbone_prefix(self, network: Mapping[str, Any], prefix: Optional[str]) -> str:
+        """Where the DLA goes for a network (``{}``: a plain DLA) and the requested ``prefix``."""
+        return prefix or self.renames[0][1]
+
+    def options(self, variant: str, network: Mapping[str, Any], classes: int, prefix: Optional[str]) -> Any:
+        """What builds the host model that loads the converted file (a config dict, an opts list ...)."""
+        raise NotImplementedError
+
+    def format_options(self, options: Any) -> str:
+        """``options`` as the user types them."""
+        raise NotImplementedError
+
+    def checkpoint(self, state: StateDict, source_layout: str, variant: str) -> Any:
+        """The object the host's loader reads from the written file."""
+        raise NotImplementedError
+
+    def to_host(self, state: Mapping[str, torch.Tensor], network: Mapping[str, Any], prefix: Optional[str],
+                dropped: Optional[List[str]] = None) -> StateDict:
+        """:func:`rename_for_host` with this layout's renames, drops and backbone prefix."""
+        return rename_for_host(state, self.renames, self.drop, self.backbone_prefix(network, prefix), dropped)
+
+
+def rename_for_host(state: Mapping[str, torch.Tensor], renames: Sequence[Tuple[str, str]],
+                    drop: Sequence[Tuple[str, str]] = (), backbone_prefix: Optional[str] = None,
+                    dropped: Optional[List[str]] = None) -> StateDict:
+    """Rename a DLA/DLASeg state_dict by ``renames`` (``backbone_prefix`` replaces the first rule's host prefix).
+
+    A plain DLA's ImageNet classifier (``fc``) and keys matching a ``drop`` pattern are left out; those that are not
+    BatchNorm counters are appended to ``dropped`` when it is given.
+    """
     seg = any(k.startswith('neck.') for k in state)
-    out: Dict[str, torch.Tensor] = {}
+    out: StateDict = {}
     for k, v in state.items():
-        if (not seg and k.startswith('fc.')) or (host == 'detectron2' and (
-                k.startswith('classifier.') or k.endswith('num_batches_tracked'))):
+        if (not seg and k.startswith('fc.')) or any(k.startswith(p) and k.endswith(s) for p, s in drop):
             if dropped is not None and not k.endswith('num_batches_tracked'):
                 dropped.append(k)
             continue
-        for ours, theirs in HOSTS[host]:
+        for ours, theirs in renames:
             if k.startswith(ours) and (ours or not seg):
-                if backbone_prefix is not None and theirs == HOSTS[host][0][1]:
+                if backbone_prefix is not None and theirs == renames[0][1]:
                     theirs = backbone_prefix
                 out[theirs + k[len(ours):]] = v.detach().clone()
                 break
     return out
+
+
+def register_host(layout: HostLayout) -> HostLayout:
+    """Add ``layout`` under ``layout.name`` (replacing one of that name). Returns it."""
+    if not layout.name or layout.name == 'core':
+        raise ValueError(f"layout.name: must be a non-empty name other than 'core', got {layout.name!r}")
+    _HOSTS[layout.name] = layout
+    return layout
+
+
+def _entry_points() -> Dict[str, Any]:
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def host_names() -> List[str]:
+    """Every host name: registered by hand or published as a ``dla_plugins.hosts`` entry point, sorted."""
+    return sorted(set(_HOSTS) | set(_entry_points()))
+
+
+def host_layout(name: str) -> HostLayout:
+    """The :class:`HostLayout` called ``name`` (an entry point is loaded on first use).
+
+    Raises:
+        ValueError: unknown name (the message lists the known ones).
+    """
+    if name not in _HOSTS:
+        ep = _entry_points().get(name)
+        if ep is None:
+            raise ValueError(f'target: unknown target {name!r}; allowed: {["core"] + host_names()}')
+        register_host(ep.load())
+    return _HOSTS[name]

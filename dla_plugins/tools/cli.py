@@ -8,6 +8,8 @@ import traceback
 from typing import List, Optional, Tuple
 
 from .._extras import MissingExtraError, require
+from ..checkpoint.hosts import host_names
+from ..convert import targets
 from .params import add_params_parser
 
 __all__ = ['main', 'build_parser', 'variant_list']
@@ -114,11 +116,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument('dst', help='output .safetensors')
     c.add_argument('--variant', default=None, choices=list_variants(), metavar='VARIANT',
                    help='one of: ' + ', '.join(list_variants()))
-    c.add_argument('--to', default='core', choices=('core', 'detectron2', 'mmseg'),
-                   help='core: our safetensors (default); detectron2: MODEL.WEIGHTS .pth; mmseg: load_from .pth')
+    c.add_argument('--to', default='core', choices=targets(),
+                   help='core: our safetensors (default); a host (an installed adapter: ' + ', '.join(host_names()) +
+                        '): the .pth its loader reads')
     c.add_argument('--prefix', default=None,
-                   help="detectron2 only: 'backbone.dla.' for build_dlap_backbone (default: the prefix of the builder "
-                        'that fits the network, printed with the options)')
+                   help="where the DLA goes, for hosts that keep it in several places (the adapter's docs; a wrong one "
+                        'lists the allowed); default: the place of the model that fits the network, printed with the '
+                        'options')
     c.add_argument('--no-progress', action='store_true')
     c.set_defaults(func=_cmd_convert)
 

@@ -128,3 +128,14 @@ def test_the_checker_sees_function_level_and_relative_imports(tmp_path):
     assert _imports('dla_plugins.checkpoint.load', src, known) == {'dla_plugins.weights',
                                                                     'dla_plugins.checkpoint.detect'}
     assert _cycle({'a': {'b'}, 'b': {'c'}, 'c': {'a'}}) == ['a', 'b', 'c', 'a']
+
+
+HOST_KNOWLEDGE = re.compile(r'MODEL\.DLAP|MODEL\.BACKBONE|build_dlap_|DLAUpHead|decode_head\.|backbone\.body\.|'
+                            r'norm_cfg|init_cfg')
+
+
+def test_core_names_no_host_config_key():
+    """detectron2/mmseg config keys, builder names and key prefixes live in the adapters (``*_ext/layout.py``)."""
+    found = [f'{p.relative_to(ROOT)}:{i}: {line.strip()}' for p in sorted(CORE.rglob('*.py'))
+             for i, line in enumerate(p.read_text().splitlines(), 1) if HOST_KNOWLEDGE.search(line)]
+    assert found == []
