@@ -14,8 +14,6 @@ from detectron2.modeling.backbone.fpn import FPN, LastLevelMaxPool, LastLevelP6P
 
 from dla_plugins import DLAUp, create_dla, get_norm_layer
 from dla_plugins.backbone import STAGES
-from dla_plugins.dcn import DCN_IMPLS
-from dla_plugins.dla_up import FLAVORS
 
 __all__ = [
     'DLABackbone', 'DLAUpNeck', 'dlap_norm', 'NORMS', 'TOP_BLOCKS', 'build_dlap_backbone', 'build_dlap_fpn_backbone',
@@ -236,14 +234,9 @@ def build_dlap_up_backbone(cfg, input_shape: ShapeSpec) -> DLAUpNeck:
     """DLA + DLA-Up neck over ``MODEL.DLAP.OUT_FEATURES`` with ``MODEL.DLAP.NECK.*`` (top block on its last output)."""
     bottom_up = _bottom_up(cfg, input_shape, neck='the DLA-Up neck')
     n = cfg.MODEL.DLAP.NECK
-    if n.FLAVOR not in FLAVORS:
-        raise ValueError(f'MODEL.DLAP.NECK.FLAVOR: unknown DLA-Up flavour {n.FLAVOR!r}; allowed: {list(FLAVORS)}')
     for key in ('BIAS', 'FINAL_IDA'):
         if n[key] not in _BIAS:
             raise ValueError(f'MODEL.DLAP.NECK.{key}: unknown value {n[key]!r}; allowed: {list(_BIAS)}')
-    if n.DCN_IMPL not in DCN_IMPLS:
-        raise ValueError(f'MODEL.DLAP.NECK.DCN_IMPL: unknown deformable conv implementation {n.DCN_IMPL!r}; '
-                         f'allowed: {list(DCN_IMPLS)}')
     shapes = bottom_up.output_shape()
     last = cfg.MODEL.DLAP.OUT_FEATURES[-1]
     channels = n.OUT_CHANNELS or shapes[last].channels

@@ -6,8 +6,6 @@ from mmseg.models.decode_heads.decode_head import BaseDecodeHead
 from mmseg.registry import MODELS
 
 from dla_plugins import DLAUp
-from dla_plugins.dcn import check_dcn_impl
-from dla_plugins.dla_up import FLAVORS, NODE_TYPES
 
 from .backbone import norm_layer_from_cfg
 
@@ -50,10 +48,6 @@ class DLAUpHead(BaseDecodeHead):
         if channels is not None and channels != in_channels[0]:
             raise ValueError(f'channels: DLA-Up outputs the width of the finest level, in_channels[0]='
                              f'{in_channels[0]}; got {channels}')
-        if node_type not in NODE_TYPES:
-            raise ValueError(f'node_type: unknown aggregation node {node_type!r}; allowed: {list(NODE_TYPES)}')
-        if flavor not in FLAVORS:
-            raise ValueError(f'flavor: unknown DLA-Up flavour {flavor!r}; allowed: {list(FLAVORS)}')
         transform = kwargs.pop('input_transform', 'multiple_select')
         if transform != 'multiple_select':
             raise ValueError(f"input_transform: DLAUpHead needs 'multiple_select', got {transform!r}")
@@ -64,7 +58,7 @@ class DLAUpHead(BaseDecodeHead):
         self.strides = list(strides)
         self.dla_up = DLAUp(list(in_channels), self.strides, node_type=node_type,
                             norm_layer=norm_layer_from_cfg(norm_cfg), flavor=flavor, bias=bias,
-                            node_kernel=node_kernel, final_ida=final_ida, dcn_impl=check_dcn_impl(dcn_impl, 'dcn_impl'))
+                            node_kernel=node_kernel, final_ida=final_ida, dcn_impl=dcn_impl)
 
     def _check_strides(self, feats: List[torch.Tensor]) -> None:
         h0, s0 = feats[0].shape[-2], self.strides[0]

