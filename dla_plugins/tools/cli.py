@@ -4,12 +4,12 @@ The benchmarks (``benchmarks/`` in the repository) are not part of the installed
 import argparse
 import json
 import sys
-import traceback
-from typing import List, Optional, Tuple
+from typing import List, Optional
 
-from .._extras import MissingExtraError, require
+from .._extras import require
 from ..checkpoint.hosts import host_names
 from ..convert import targets
+from .errors import run_cli
 from .params import add_params_parser
 
 __all__ = ['main', 'build_parser', 'variant_list']
@@ -149,28 +149,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _user_errors() -> Tuple[type, ...]:
-    from ..deploy.export import ExportError
-    from ..files import CheckpointError
-    from ..weights import WeightsError
-
-    return ValueError, FileNotFoundError, CheckpointError, ExportError, MissingExtraError, WeightsError
-
-
 def main(argv: Optional[List[str]] = None) -> int:
     """Run ``dla-plugins ARGV``. Bad input (a wrong argument, an unreadable or mismatched checkpoint, a missing
     extra, weights that cannot be fetched) is one line on stderr and exit code 2; anything else is unexpected: its
-    full traceback, then one line naming the command, and exit code 1."""
+    full traceback, then one line naming the command, and exit code 1 (:func:`~dla_plugins.tools.errors.run_cli`)."""
     args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except _user_errors() as e:
-        print(f'dla-plugins {args.command}: error: {e}', file=sys.stderr)
-        return 2
-    except Exception as e:  # noqa: BLE001 - a bug or a resource failure (out of memory): show where it happened
-        traceback.print_exc()
-        print(f'dla-plugins {args.command}: unexpected {type(e).__name__} (traceback above)', file=sys.stderr)
-        return 1
+    return run_cli(f'dla-plugins {args.command}', lambda: args.func(args))
 
 
 if __name__ == '__main__':
