@@ -6,13 +6,14 @@ import tempfile
 import time
 import zipfile
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 
 __all__ = ['CheckpointError', 'StateDict', 'WEIGHTS_SCHEME', 'weights_name', 'local_path', 'read_checkpoint',
            'read_state_dict', 'unwrap_state_dict', 'save_atomic',
-           'non_finite_keys', 'SAVE_PAUSE_ENV', 'NamedFiles', 'provide_named_files', 'named_files']
+           'non_finite_keys', 'SAVE_PAUSE_ENV', 'NamedFiles', 'provide_named_files', 'named_files', 'Opaque',
+           'HOST_GLOBALS']
 
 StateDict = Dict[str, torch.Tensor]
 _WRAPPER_KEYS = ('state_dict', 'model', 'state_dict_ema', 'model_ema')
@@ -83,7 +84,59 @@ def read_checkpoint(path: Union[str, os.PathLike]) -> Any:
             return load_file(path, device='cpu')
         return torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e:  # torch/safetensors raise many types for corrupt, truncated or pickled-code files
+        if _host_globals_only(e):
+            return _load_with_inert_host_objects(path)
         raise CheckpointError(f'checkpoint: cannot read {path!r}: {_why_unreadable(path, e)}') from None
+
+
+class Opaque:
+    """A non-tensor object a host framework pickled into its checkpoint, read as inert data: it keeps the arguments
+    and state it was pickled with and nothing else; no code of the pickled name runs (see :data:`HOST_GLOBALS`)."""
+
+    def __init__(self, *args: Any) -> None:
+        self.args = args
+
+    def __setstate__(self, state: Any) -> None:
+        self.state = state
+
+    def __repr__(self) -> str:
+        return 'Opaque(...)'
+
+
+HOST_GLOBALS: Tuple[str, ...] = (
+    'mmengine.logging.history_buffer.HistoryBuffer',  # mmengine Runner: the MessageHub's log histories
+    'builtins.getattr',  # how HistoryBuffer's statistics methods (HistoryBuffer.min, ...) are pickled
+    'numpy.core.multiarray._reconstruct', 'numpy._core.multiarray._reconstruct',  # numpy arrays (numpy 1 / 2)
+    'numpy.ndarray', 'numpy.dtype',
+    'numpy.core.multiarray.scalar', 'numpy._core.multiarray.scalar',  # numpy scalars (mmengine meta, log values)
+    'numpy.dtypes.Float64DType', 'numpy.dtypes.Float32DType', 'numpy.dtypes.Int64DType', 'numpy.dtypes.Int32DType',
+    'numpy.dtypes.BoolDType',  # numpy >= 1.25 pickles a dtype through its class
+)
+"""The only names besides torch's own that :func:`read_checkpoint` accepts in a pickle: what mmengine's Runner,
+detectron2's checkpointer and ``timm_ext.train`` store next to the weights. Each is read as an :class:`Opaque` (the
+name is never imported, the function never called: ``builtins.getattr`` included), so a file cannot run code
+through them; only the tensors are used."""
+
+
+def _host_globals_only(error: Exception) -> bool:
+    """torch refused the file only for globals of :data:`HOST_GLOBALS` (its message names the first one)."""
+    found = re.search(r'GLOBAL ([\w.]+)', str(error))
+    return found is not None and found.group(1) in HOST_GLOBALS
+
+
+def _load_with_inert_host_objects(path: str) -> Any:
+    """``torch.load(weights_only=True)`` with exactly :data:`HOST_GLOBALS` allowed, each as :class:`Opaque`; the
+    process's own allow-list (``add_safe_globals``) is set aside meanwhile, so no allowed name resolves to real code."""
+    saved = torch.serialization.get_safe_globals()
+    torch.serialization.clear_safe_globals()
+    try:
+        torch.serialization.add_safe_globals([(Opaque, name) for name in HOST_GLOBALS])
+        return torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as e:  # noqa: BLE001 - as in read_checkpoint: say what is wrong with the file
+        raise CheckpointError(f'checkpoint: cannot read {path!r}: {_why_unreadable(path, e)}') from None
+    finally:
+        torch.serialization.clear_safe_globals()
+        torch.serialization.add_safe_globals(saved)
 
 
 def read_state_dict(path: Union[str, os.PathLike]) -> StateDict:

@@ -7,6 +7,7 @@ their prefix (and get the rule's renames), DLA-Up parts are renamed by the rule'
 kept or skipped by its map, and anything else of a dense checkpoint (task heads) is skipped with a reason. Keys under
 a DLA prefix that no rule maps keep their name, so the strict load lists them.
 """
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Tuple
@@ -16,6 +17,7 @@ import torch.nn as nn
 
 from ..files import CheckpointError, StateDict
 from . import centernet, centernet2, mmdet3d, ucbdrive
+from .hosts import HostKeys, match_host
 from .rules import LEVEL_PATTERN, NECK_PATTERN, Evidence, LayoutRule
 from .ucbdrive import is_deep_tree_project
 
@@ -79,14 +81,15 @@ class Layout:
     rule: LayoutRule
     backbone_prefix: str
     neck_prefix: Optional[str] = None
+    host: Optional[HostKeys] = None  # a file a host framework wrote (its keys are renamed to ours first)
 
     @property
     def family(self) -> str:
-        return self.rule.family
+        return f'{self.host.host}/{self.rule.family}' if self.host else self.rule.family
 
     @property
     def description(self) -> str:
-        return self.rule.description
+        return f'{self.host.host} checkpoint of {self.rule.description}' if self.host else self.rule.description
 
     @property
     def dense(self) -> bool:
@@ -100,6 +103,8 @@ class Layout:
 
     def model_kwargs(self, state: Mapping[str, torch.Tensor]) -> Dict[str, Any]:
         """:class:`~dla_plugins.DLASeg` arguments that reproduce the checkpoint's network (empty: a plain DLA)."""
+        if self.host is not None:
+            state = self.host.rename(state)
         if self.rule is OWN_SEG:
             return _own_seg_network(state)
         if self.neck_prefix is None:
@@ -148,7 +153,10 @@ def detect_layout(state: Mapping[str, torch.Tensor]) -> Layout:
               for p in _BACKBONE_PREFIXES}
     prefix = max(_BACKBONE_PREFIXES, key=lambda p: (counts[p], len(p)))
     if counts[prefix] == 0:
-        raise _unknown(state)
+        host = match_host(keys)  # a host framework's own checkpoint (e.g. written by its training loop)
+        if host is None:
+            raise _unknown(state)
+        return dataclasses.replace(detect_layout(host.rename(state)), host=host)
     necks = {m.group(1) for k in keys if (m := NECK_PATTERN.match(k))}
     if len(necks) > 1:
         raise CheckpointError(f'checkpoint: DLA-Up keys under several prefixes {sorted(necks)}; expected one')
@@ -225,6 +233,9 @@ def convert_state_dict(state: Mapping[str, torch.Tensor], model: nn.Module) -> C
     depths = _tree_depths(dla)
     has_classifier = 'classifier.weight' in model.state_dict()
     conv = Conversion(layout, {})
+    if layout.host is not None:
+        conv.skipped.update(layout.host.skipped(state))
+        state = layout.host.rename(state)
     for key, value in state.items():
         new, reason = _convert_key(key, layout, bb_target, has_neck, depths, has_classifier)
         if reason is not None:

@@ -6,13 +6,15 @@ group ``dla_plugins.hosts`` (pyproject.toml); :func:`host_layout` loads it by na
 ``dla-plugins convert --to NAME`` finds every installed adapter. :func:`register_host` adds one by hand.
 """
 from importlib.metadata import entry_points
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 
 from ..files import StateDict
+from .rules import LEVEL_PATTERN
 
-__all__ = ['ENTRY_POINT_GROUP', 'HostLayout', 'register_host', 'host_layout', 'host_names', 'rename_for_host']
+__all__ = ['ENTRY_POINT_GROUP', 'HostLayout', 'HostKeys', 'register_host', 'host_layout', 'host_names', 'match_host',
+           'rename_for_host']
 
 ENTRY_POINT_GROUP = 'dla_plugins.hosts'
 _HOSTS: Dict[str, 'HostLayout'] = {}
@@ -52,6 +54,23 @@ class HostLayout:
         """The object the host's loader reads from the written file."""
         raise NotImplementedError
 
+    def keys_from_host(self, keys: Sequence[str]) -> Optional[Dict[str, str]]:
+        """Host key -> our key for the keys of a file this host wrote (its own checkpoints, e.g. after training), or
+        None when no DLA sits under this host's prefixes. Keys of the host's other modules (heads, FPN) are left out."""
+        where: Dict[str, List[str]] = {}
+        for ours, theirs in self.renames:
+            where.setdefault(ours or 'backbone.', []).append(theirs)
+        dla = sorted(set(where.get('backbone.', [])) | set(self.prefixes), key=len, reverse=True)
+        found = [p for p in dla if any(k.startswith(p) and LEVEL_PATTERN.match(k[len(p):]) for k in keys)]
+        if not found:
+            return None
+        seg = any(k.startswith(n) for n in where.get('neck.', ()) for k in keys)
+        targets = [(found[0], 'backbone.' if seg else '')]
+        if seg:
+            targets += [(t, ours) for ours in ('neck.', 'classifier.') for t in where.get(ours, ())]
+        return {k: ours + k[len(theirs):] for k in keys for theirs, ours in targets
+                if k.startswith(theirs)}
+
     def to_host(self, state: Mapping[str, torch.Tensor], network: Mapping[str, Any], prefix: Optional[str],
                 dropped: Optional[List[str]] = None) -> StateDict:
         """:func:`rename_for_host` with this layout's renames, drops and backbone prefix."""
@@ -80,6 +99,28 @@ def rename_for_host(state: Mapping[str, torch.Tensor], renames: Sequence[Tuple[s
                 out[theirs + k[len(ours):]] = v.detach().clone()
                 break
     return out
+
+
+class HostKeys(NamedTuple):
+    """A file written by host ``host``: which of its keys are ours, and under which name."""
+
+    host: str
+    mapping: Dict[str, str]
+
+    def rename(self, state: Mapping[str, torch.Tensor]) -> StateDict:
+        return {self.mapping[k]: v for k, v in state.items() if k in self.mapping}
+
+    def skipped(self, state: Mapping[str, torch.Tensor]) -> Dict[str, str]:
+        return {k: f'not part of the DLA or DLA-Up ({self.host} neck or head)' for k in state if k not in self.mapping}
+
+
+def match_host(keys: Sequence[str]) -> Optional[HostKeys]:
+    """The first host layout whose prefixes hold a DLA in ``keys`` (a checkpoint a host wrote), or None."""
+    for name in host_names():
+        mapping = host_layout(name).keys_from_host(keys)
+        if mapping:
+            return HostKeys(name, mapping)
+    return None
 
 
 def register_host(layout: HostLayout) -> HostLayout:
