@@ -107,7 +107,7 @@ HOST_GLOBALS: Tuple[str, ...] = (
     'mmengine.logging.history_buffer.HistoryBuffer',  # mmengine Runner: the MessageHub's log histories
     'builtins.getattr',  # how HistoryBuffer's statistics methods (HistoryBuffer.min, ...) are pickled
     'numpy.core.multiarray._reconstruct', 'numpy._core.multiarray._reconstruct',  # numpy arrays (numpy 1 / 2)
-    'numpy.ndarray', 'numpy.dtype',
+    'numpy.ndarray', 'numpy.dtype', 'builtins.bytes',  # bytes(): the empty data of an empty numpy array
     'numpy.core.multiarray.scalar', 'numpy._core.multiarray.scalar',  # numpy scalars (mmengine meta, log values)
     'numpy.dtypes.Float64DType', 'numpy.dtypes.Float32DType', 'numpy.dtypes.Int64DType', 'numpy.dtypes.Int32DType',
     'numpy.dtypes.BoolDType',  # numpy >= 1.25 pickles a dtype through its class
@@ -119,9 +119,10 @@ through them; only the tensors are used."""
 
 
 def _host_globals_only(error: Exception) -> bool:
-    """torch refused the file only for globals of :data:`HOST_GLOBALS` (its message names the first one)."""
+    """The first global torch refused (its message names it) is one of :data:`HOST_GLOBALS`."""
     found = re.search(r'GLOBAL ([\w.]+)', str(error))
-    return found is not None and found.group(1) in HOST_GLOBALS
+    name = found.group(1) if found else ''
+    return (name if '.' in name else f'builtins.{name}') in HOST_GLOBALS
 
 
 def _load_with_inert_host_objects(path: str) -> Any:
