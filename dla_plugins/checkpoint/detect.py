@@ -29,12 +29,17 @@ def _own_seg_key(key: str) -> Optional[Tuple[Optional[str], Optional[str]]]:
 
 
 def _own_seg_network(state: Mapping[str, torch.Tensor]) -> Dict[str, Any]:
-    """DLASeg arguments of our own DLASeg state_dict, read from its shapes (``output_stride`` is not in weights)."""
+    """DLASeg arguments of our own DLASeg state_dict, read from its shapes (``output_stride``: the coarsest level's
+    stride, from the upsampling kernels)."""
     stages = {int(m.group(1)) for k in state if (m := re.match(r'neck\.idas\.(\d+)\.', k))}
     node = state['neck.idas.0.nodes.0.conv.weight']
     neck = [k for k in state if k.startswith('neck.')]
     classes = state['classifier.weight'].shape[0] if 'classifier.weight' in state else 0
-    return dict(down_ratio=2 ** (5 - len(stages)), norm_layer=None if 'backbone.base_layer.1.running_mean' in state
+    stride = 2 ** (5 - len(stages))  # the finest level's; stage k's up.1 lifts level n-2-k+1 by its stride ratio
+    for k in reversed(sorted(stages)):
+        up = state.get(f'neck.idas.{k}.up.1.weight')
+        stride *= up.shape[-1] // 2 if up is not None else 1
+    return dict(down_ratio=2 ** (5 - len(stages)), output_stride=stride, norm_layer=None if 'backbone.base_layer.1.running_mean' in state
                 else 'gn', flavor='paper' if node.shape[1] == 2 * node.shape[0] else 'centernet',
                 node_type='dcn' if any('offset_mask' in k for k in neck) else 'conv', num_classes=classes,
                 bias=any(re.search(r'\.(nodes\.\d+\.conv|proj\.\d+\.0)\.bias$', k) for k in neck),
