@@ -1,8 +1,9 @@
 """DLA in timm's registry: pretrained cfgs, the build function and one ``@register_model`` entrypoint per variant.
 
-On import, every variant of :data:`dla_plugins.VARIANTS` is registered under its timm name with timm's public
-``register_model``, which replaces timm's built-in entry and its pretrained cfgs; timm's "Overwriting ... in registry"
-warning is silenced for exactly these names (the replacement is deliberate). Variants timm ships keep timm's
+One explicit entrypoint function per variant of :data:`dla_plugins.VARIANTS` (``def dla34(pretrained=False,
+**kwargs)`` ...; the build function reads the variant table) is registered on import under its timm name with timm's
+public ``register_model``, which replaces timm's built-in entry and its pretrained cfgs; timm's "Overwriting ... in
+registry" warning is silenced for exactly these names (the replacement is deliberate). Variants timm ships keep timm's
 pretrained tags and cfgs exactly (``dla60x.in1k`` on hub id ``timm/dla60x.in1k``); variants timm lacks
 (``dla46_m``) are registered without weights.
 """
@@ -127,24 +128,98 @@ def _variant_cfgs(v: DLAVariant) -> Dict[str, Dict[str, Any]]:
 default_cfgs = generate_default_cfgs({k: c for v in VARIANTS.values() for k, c in _variant_cfgs(v).items()})
 
 
-def _make_entrypoint(v: DLAVariant) -> Callable[..., DLA]:
-    def entrypoint(pretrained: bool = False, **kwargs: Any) -> DLA:
-        return create_timm_dla(v.name, pretrained, **kwargs)
-
-    entrypoint.__name__ = entrypoint.__qualname__ = v.name
-    entrypoint.__module__ = __name__
-    paper = f" (paper's {v.paper_name})" if v.paper_name else ''
-    entrypoint.__doc__ = f'{v.name}{paper}: {v.block_desc} blocks, dla_plugins implementation.'
-    return entrypoint
-
-
 REPLACED: List[str] = []  # timm built-in names we replaced
 REGISTERED: List[str] = []  # every name we registered, table order
-for _v in VARIANTS.values():
-    if is_model(_v.name):
-        REPLACED.append(_v.name)
-    with warnings.catch_warnings():  # only timm's overwrite warning for this very name is silenced
-        warnings.filterwarnings('ignore', rf'Overwriting {re.escape(_v.name)} in registry ', UserWarning)
-        globals()[_v.name] = register_model(_make_entrypoint(_v))
-    __all__.append(_v.name)
-    REGISTERED.append(_v.name)
+
+
+def _register(fn: Callable[..., DLA]) -> Callable[..., DLA]:
+    """timm's ``register_model`` for the entrypoint of variant ``fn.__name__``, with timm's "Overwriting ... in
+    registry" warning silenced for exactly that name; records it in ``REGISTERED`` (and ``REPLACED`` if timm had it)."""
+    name = fn.__name__
+    if is_model(name):
+        REPLACED.append(name)
+    with warnings.catch_warnings():
+        warnings.filterwarnings('ignore', rf'Overwriting {re.escape(name)} in registry ', UserWarning)
+        register_model(fn)
+    REGISTERED.append(name)
+    __all__.append(name)
+    return fn
+
+
+# One entrypoint per row of dla_plugins.VARIANTS, in table order (tests/timm/test_adapter.py keeps them equal).
+@_register
+def dla34(pretrained: bool = False, **kwargs: Any) -> DLA:
+    """dla34, the paper's DLA-36: basic blocks."""
+    return create_timm_dla('dla34', pretrained, **kwargs)
+
+
+@_register
+def dla46_c(pretrained: bool = False, **kwargs: Any) -> DLA:
+    """dla46_c, the paper's DLA-48-B-s: bottleneck blocks, small channels."""
+    return create_timm_dla('dla46_c', pretrained, **kwargs)
+
+
+@_register
+def dla46_m(pretrained: bool = False, **kwargs: Any) -> DLA:
+    """dla46_m, the paper's DLA-48-B-m: bottleneck blocks, medium channels (not in timm: no weights)."""
+    return create_timm_dla('dla46_m', pretrained, **kwargs)
+
+
+@_register
+def dla46x_c(pretrained: bool = False, **kwargs: Any) -> DLA:
+    """dla46x_c, the paper's DLA-48-S-s: split bottlenecks (C=32), small channels."""
+    return create_timm_dla('dla46x_c', pretrained, **kwargs)
+
+
+@_register
+def dla60x_c(pretrained: bool = False, **kwargs: Any) -> DLA:
+    """dla60x_c, the paper's DLA-62-S-s: split bottlenecks (C=32), small channels."""
+    return create_timm_dla('dla60x_c', pretrained, **kwargs)
+
+
+@_register
+def dla60(pretrained: bool = False, **kwargs: Any) -> DLA:
+    """dla60, the paper's DLA-62-B: bottleneck blocks."""
+    return create_timm_dla('dla60', pretrained, **kwargs)
+
+
+@_register
+def dla60x(pretrained: bool = False, **kwargs: Any) -> DLA:
+    """dla60x, the paper's DLA-62-S: split bottlenecks (C=32)."""
+    return create_timm_dla('dla60x', pretrained, **kwargs)
+
+
+@_register
+def dla102(pretrained: bool = False, **kwargs: Any) -> DLA:
+    """dla102, the paper's DLA-104-B: bottleneck blocks, residual roots."""
+    return create_timm_dla('dla102', pretrained, **kwargs)
+
+
+@_register
+def dla102x(pretrained: bool = False, **kwargs: Any) -> DLA:
+    """dla102x, the paper's DLA-104-S: split bottlenecks (C=32), residual roots."""
+    return create_timm_dla('dla102x', pretrained, **kwargs)
+
+
+@_register
+def dla102x2(pretrained: bool = False, **kwargs: Any) -> DLA:
+    """dla102x2 (no paper name in the variant table): split bottlenecks (C=64), residual roots."""
+    return create_timm_dla('dla102x2', pretrained, **kwargs)
+
+
+@_register
+def dla169(pretrained: bool = False, **kwargs: Any) -> DLA:
+    """dla169 (no paper name in the variant table): bottleneck blocks, residual roots."""
+    return create_timm_dla('dla169', pretrained, **kwargs)
+
+
+@_register
+def dla60_res2net(pretrained: bool = False, **kwargs: Any) -> DLA:
+    """dla60_res2net (no paper name in the variant table): Res2Net bottlenecks, as timm's."""
+    return create_timm_dla('dla60_res2net', pretrained, **kwargs)
+
+
+@_register
+def dla60_res2next(pretrained: bool = False, **kwargs: Any) -> DLA:
+    """dla60_res2next (no paper name in the variant table): Res2NeXt bottlenecks (C=8), as timm's."""
+    return create_timm_dla('dla60_res2next', pretrained, **kwargs)

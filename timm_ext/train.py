@@ -8,8 +8,14 @@ Checkpoints are plain ``torch.save`` dicts of tensors and numbers (``last.pth``,
 ``timm.models.load_checkpoint``. They are written atomically after every epoch by rank 0 (``best.pth`` first, then
 ``last.pth``) and hold the whole training state: ``--resume auto`` (or a path) continues a killed run. On CPU with
 ``-j 0`` the resumed run ends bit-identical to an uninterrupted one (with loader workers, the order of samples is
-restored but the workers' augmentation RNG restarts from the restored main RNG). A non-finite loss stops the run with
-a ``FloatingPointError`` naming the epoch, iteration and value, before the optimizer step and without saving.
+restored but the workers' augmentation RNG restarts from the restored main RNG). No step waits for the device: the
+host reads the losses every ``--log-interval`` iterations and at each epoch's first and last, and a non-finite loss
+stops the run there with a ``FloatingPointError`` naming the epoch, iteration and value of the first one, without
+saving (before the optimizer step when it is the iteration read).
+
+The pieces, as in timm's ``train.py``: :func:`setup_run`, :func:`build_model`, :func:`build_loaders`,
+:func:`build_optimizer`, :func:`resume`, :func:`train_one_epoch`, :func:`validate`, :func:`save_checkpoint`;
+:func:`train` runs them. On the command line, bad input is one line ``error: ...`` on stderr and exit code 2.
 
 ``--recipe paper-imagenet | paper-finegrained`` sets every hyper-parameter as the paper's §5.1 / §5.2 (see
 :mod:`timm_ext.recipes`; flags given still win), ``--dataset cub|cars|aircraft|food101|nabirds`` reads the official
@@ -21,6 +27,7 @@ Also: ``--make-synthetic DIR`` writes the 4-class synthetic shapes ImageFolder; 
 directory, trains dla46_c on it for a few epochs on CPU and prints a one-line ``[timm]`` summary.
 """
 import argparse
+import difflib
 import json
 import math
 import os
@@ -29,8 +36,9 @@ import sys
 import tempfile
 import time
 from contextlib import nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, ContextManager, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import timm
@@ -40,6 +48,7 @@ import torch.nn as nn
 from PIL import Image
 from timm.data import create_loader, resolve_data_config
 from timm.loss import LabelSmoothingCrossEntropy
+from timm.models import get_arch_name, is_model_pretrained, parse_model_name
 from timm.optim import create_optimizer_v2
 from timm.scheduler import create_scheduler_v2
 from timm.utils import ModelEmaV3, NativeScaler, random_seed
@@ -48,12 +57,15 @@ from tqdm.auto import tqdm
 from dla_plugins import DLA
 from dla_plugins.data.synthetic import SHAPE_CLASSES, render_shapes
 from dla_plugins.files import non_finite_keys, read_checkpoint, save_atomic
+from dla_plugins.tools.errors import run_cli
 from timm_ext import checkpoint_filter_fn  # importing timm_ext registers the DLA models
 from timm_ext.datasets import DATASETS, create_datasets
 from timm_ext.recipes import RECIPES, recipe_defaults
 from timm_ext.transforms import with_colour_noise
 
-__all__ = ['build_parser', 'parse_args', 'main', 'train', 'make_synthetic_imagefolder', 'demo']
+__all__ = ['build_parser', 'parse_args', 'main', 'train', 'make_synthetic_imagefolder', 'demo', 'Run', 'Parts',
+           'TrainState', 'LossMeter', 'check_model_name', 'setup_run', 'build_model', 'build_loaders',
+           'build_optimizer', 'resume', 'train_one_epoch', 'validate', 'save_checkpoint']
 
 
 def make_synthetic_imagefolder(root: os.PathLike, num_train: int = 320, num_val: int = 128, image_size: int = 64,
@@ -136,6 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue from a last.pth written by this script (model, EMA, optimizer, scheduler, AMP "
                         "scaler, epoch, RNG states); 'auto': OUTPUT/last.pth if it exists, else start afresh")
     p.add_argument('--no-progress', action='store_true', help='no tqdm bars (one line per epoch only)')
+    p.add_argument('--log-interval', type=int, default=50,
+                   help='read the loss from the device (progress bar, non-finite check) every N iterations, and at '
+                        "each epoch's first and last; no step waits for the device in between")
     p.add_argument('--make-synthetic', metavar='DIR', default=None,
                    help='write the synthetic 4-class shapes ImageFolder to DIR and exit')
     p.add_argument('--synthetic-train', type=int, default=320, help='images in the synthetic train split')
@@ -172,23 +187,130 @@ def _setup_distributed(device_arg: Optional[str]):
     return device, rank, world_size
 
 
-def _evaluate(model: nn.Module, loader, device: torch.device, channels_last: bool, amp_ctx, world_size: int) -> float:
-    model.eval()
-    correct = torch.zeros((), device=device)
-    total = torch.zeros((), device=device)
-    with torch.no_grad():
-        for x, y in loader:
-            x, y = x.to(device), y.to(device)
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with amp_ctx():
-                logits = model(x)
-            correct += (logits.argmax(1) == y).sum()
-            total += y.numel()
-    if world_size > 1:
-        dist.all_reduce(correct)
-        dist.all_reduce(total)
-    return (correct / total.clamp(min=1)).item()
+@dataclass
+class Run:
+    """Where and how the run executes: device, DDP rank and world size, autocast, how often the host reads the
+    losses (``log_interval``), progress bars, the checkpoint directory."""
+
+    device: torch.device
+    rank: int = 0
+    world_size: int = 1
+    amp_dtype: Optional[torch.dtype] = None  # autocast dtype (CUDA only); None: full precision
+    channels_last: bool = False
+    log_interval: int = 50
+    progress: bool = False
+    out_dir: Path = Path('output/timm_ext')
+
+    def autocast(self) -> ContextManager:
+        return torch.autocast('cuda', dtype=self.amp_dtype) if self.amp_dtype is not None else nullcontext()
+
+    def batch(self, x: torch.Tensor, y: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``(x, y)`` on the device (copies queued, not waited for), ``x`` channels-last if asked."""
+        x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        return (x.contiguous(memory_format=torch.channels_last) if self.channels_last else x), y
+
+
+def setup_run(args: argparse.Namespace) -> Run:
+    """The :class:`Run` of ``args``; initialises the process group when started by torchrun."""
+    if args.log_interval < 1:
+        raise ValueError(f'log_interval: must be >= 1, got {args.log_interval}')
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device, rank, world_size = _setup_distributed(args.device)
+    amp_dtype = None
+    if args.amp and device.type == 'cuda':
+        amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return Run(device, rank, world_size, amp_dtype, args.channels_last, args.log_interval,
+               progress=rank == 0 and not args.no_progress, out_dir=Path(args.output))
+
+
+@dataclass
+class Parts:
+    """What training updates: ``model`` as it runs forward (compiled and/or DDP-wrapped once :func:`train` wraps it),
+    ``base_model`` (the plain module: saved, EMA source), optimizer, scheduler, loss, EMA, fp16 AMP scaler."""
+
+    model: nn.Module
+    base_model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    criterion: nn.Module
+    ema: Optional[ModelEmaV3] = None
+    scaler: Optional[NativeScaler] = None
+
+
+@dataclass
+class TrainState:
+    """Progress carried from epoch to epoch, saved in ``last.pth`` and restored by ``--resume``."""
+
+    epoch: int = 0  # epochs done
+    updates: int = 0
+    best: float = -1.0
+    acc: float = 0.0
+    acc_ema: Optional[float] = None
+    history: List[Dict[str, float]] = field(default_factory=list)
+
+
+def check_model_name(model: str, pretrained: bool = False) -> None:
+    """Raise a ValueError naming ``--model`` when timm has no such model, or ``--pretrained`` when it has no weights
+    for it (names with a source prefix, ``hf-hub:`` or ``local-dir:``, are left to timm)."""
+    source, name = parse_model_name(model)
+    if source is not None:
+        return
+    if not timm.is_model(name):
+        names = timm.list_models()
+        close = difflib.get_close_matches(name, names, n=3)
+        hint = f"; closest: {', '.join(close)}" if close else ''
+        raise ValueError(f'model: unknown {model!r}; allowed: a name of timm.list_models() ({len(names)} names){hint}')
+    if pretrained and not is_model_pretrained(get_arch_name(name)):
+        raise ValueError(f'pretrained: timm has no pretrained weights for {model!r}; pass --no-pretrained, or '
+                         f'--initial-checkpoint FILE')
+
+
+def build_model(args: argparse.Namespace, num_classes: int, run: Run) -> nn.Module:
+    """``timm.create_model(args.model)`` with the initial checkpoint, grad checkpointing and SyncBN, on the device."""
+    stride = dict(output_stride=args.output_stride) if args.output_stride != 32 else {}  # non-DLA models too
+    model = timm.create_model(args.model, pretrained=args.pretrained, num_classes=num_classes, drop_rate=args.drop,
+                              **stride)
+    if args.initial_checkpoint:  # strict; a ucbdrive-layout DLA checkpoint is converted by rule
+        filter_fn = checkpoint_filter_fn if isinstance(model, DLA) else None
+        timm.models.load_checkpoint(model, args.initial_checkpoint, strict=True, filter_fn=filter_fn)
+    if args.grad_checkpointing:
+        model.set_grad_checkpointing()
+    if args.sync_bn and run.world_size > 1:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
+    return model.to(device=run.device, memory_format=memory_format)
+
+
+def build_loaders(args: argparse.Namespace, model: nn.Module, ds_train: Any, ds_val: Any, run: Run
+                  ) -> Tuple[Any, Any, Dict[str, Any]]:
+    """timm train and eval loaders with the transforms of the model's cfg (flags override); returns them and the
+    resolved data config."""
+    overrides = dict(img_size=args.img_size, crop_pct=args.crop_pct, interpolation=args.interpolation,
+                     mean=args.mean, std=args.std)
+    data_cfg = resolve_data_config({k: v for k, v in overrides.items() if v is not None}, model=model)
+    loader_args = dict(input_size=data_cfg['input_size'], batch_size=args.batch_size, interpolation=data_cfg[
+        'interpolation'], mean=data_cfg['mean'], std=data_cfg['std'], num_workers=args.workers,
+        distributed=run.world_size > 1, use_prefetcher=False, persistent_workers=args.workers > 0,
+        pin_memory=run.device.type == 'cuda', device=run.device)
+    loader_train = create_loader(ds_train, is_training=True, no_aug=args.no_aug, scale=tuple(args.scale),
+                                 ratio=tuple(args.ratio), hflip=args.hflip, color_jitter=args.color_jitter or None,
+                                 **loader_args)
+    if not args.no_aug and (args.photometric or args.lighting):  # the paper's colour noise, before Normalize
+        ds_train.transform = with_colour_noise(ds_train.transform, args.photometric, args.lighting)
+    loader_val = create_loader(ds_val, is_training=False, crop_pct=data_cfg['crop_pct'], **loader_args)
+    return loader_train, loader_val, data_cfg
+
+
+def build_optimizer(args: argparse.Namespace, model: nn.Module, updates_per_epoch: int) -> Tuple[Any, Any, int]:
+    """timm's optimizer and per-update scheduler; returns ``(optimizer, scheduler, num_epochs)``."""
+    optimizer = create_optimizer_v2(model, opt=args.opt, lr=args.lr, weight_decay=args.weight_decay,
+                                    momentum=args.momentum, filter_bias_and_bn=not args.wd_bias_norm)
+    scheduler, num_epochs = create_scheduler_v2(
+        optimizer, sched=args.sched, num_epochs=args.epochs, warmup_epochs=args.warmup_epochs,
+        warmup_lr=args.warmup_lr, min_lr=args.min_lr, decay_epochs=args.decay_epochs, decay_rate=args.decay_rate,
+        step_on_epochs=False, updates_per_epoch=updates_per_epoch)
+    return optimizer, scheduler, num_epochs
 
 
 _TRAIN_STATE_KEYS = ('optimizer', 'scheduler', 'updates', 'best_accuracy', 'history', 'rng_states')
@@ -258,20 +380,160 @@ def _read_train_state(path: Path, arch: str, has_ema: bool, has_scaler: bool) ->
     return ckpt
 
 
-def _check_finite(loss: float, epoch: int, it: int, iters: int, updates: int, world_size: int, out_dir: Path) -> None:
-    """Raise ``FloatingPointError`` when the loss of any rank is not finite (before the optimizer step)."""
-    bad = not math.isfinite(loss)
-    if world_size > 1:  # every rank stops together (else the others wait in the next all-reduce)
-        flag = torch.tensor([float(bad)], device='cuda' if dist.get_backend() == 'nccl' else 'cpu')
-        dist.all_reduce(flag)
-        if flag.item() and not bad:
-            raise FloatingPointError(f'loss is not finite on another rank at epoch {epoch + 1}, iteration '
-                                     f'{it + 1}/{iters} (update {updates + 1}); stopped, nothing saved')
-    if bad:
-        last = out_dir / 'last.pth'
+def resume(path: Path, arch: str, parts: Parts, sampler: Any, run: Run) -> TrainState:
+    """Restore model, EMA, optimizer, scheduler, scaler and this rank's RNG states from ``path`` (every rank reads
+    the file rank 0 wrote); returns the progress it holds."""
+    ckpt = _read_train_state(path, arch, parts.ema is not None, parts.scaler is not None)
+    parts.base_model.load_state_dict(ckpt['state_dict'], strict=True)
+    if parts.ema is not None:
+        parts.ema.module.load_state_dict(ckpt['state_dict_ema'], strict=True)
+    parts.optimizer.load_state_dict(ckpt['optimizer'])
+    parts.scheduler.load_state_dict(ckpt['scheduler'])
+    if parts.scaler is not None:
+        parts.scaler.load_state_dict(ckpt['scaler'])
+    rng_states = ckpt['rng_states']
+    if len(rng_states) == run.world_size:
+        _set_rng_state(rng_states[run.rank], sampler)
+    elif run.rank == 0:  # another world size splits the data differently anyway: the run continues, reseeded
+        print(f'resume: {path} was written by {len(rng_states)} process(es), this run has {run.world_size}; '
+              f'RNG states are not restored (the run continues, but not bit-identically)', flush=True)
+    return TrainState(epoch=ckpt['epoch'], updates=ckpt['updates'], best=ckpt['best_accuracy'],
+                      acc=ckpt['val_accuracy'], acc_ema=ckpt.get('val_accuracy_ema'), history=ckpt['history'])
+
+
+class LossMeter:
+    """An epoch's training losses, kept on the device. The host reads them only in :meth:`sync` (one transfer, plus
+    one all-reduce under DDP), which :func:`train_one_epoch` calls on the first iteration, every ``log_interval``
+    iterations and on the last, each time before that iteration's optimizer step."""
+
+    def __init__(self, epoch: int, iters: int, updates: int, run: Run) -> None:
+        self.epoch, self.iters, self.updates, self.run = epoch, iters, updates, run  # updates: before this epoch
+        self.pending: List[torch.Tensor] = []
+        self.sizes: List[int] = []
+        self.start = 0  # the iteration of pending[0]
+        self.total, self.seen = 0.0, 0
+
+    def add(self, loss: torch.Tensor, batch_size: int) -> None:
+        self.pending.append(loss.detach())
+        self.sizes.append(batch_size)
+
+    @property
+    def mean(self) -> float:
+        """The mean loss per image of the iterations read so far."""
+        return self.total / max(self.seen, 1)
+
+    def sync(self, it: int) -> None:
+        """Read the losses of the iterations since the last sync, up to ``it``; a non-finite one on any rank raises
+        ``FloatingPointError`` naming the first (its epoch, iteration and update)."""
+        values = torch.stack(self.pending).tolist() if self.pending else []
+        bad = next((self.start + i for i, v in enumerate(values) if not math.isfinite(v)), None)
+        first = bad
+        if self.run.world_size > 1:  # every rank stops together (else the others wait in the next all-reduce)
+            flag = torch.tensor([self.iters if bad is None else bad],
+                                device='cuda' if dist.get_backend() == 'nccl' else 'cpu')
+            dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+            first = int(flag.item())
+            first = first if first < self.iters else None
+        if first is not None:
+            raise FloatingPointError(self._message(first, values[first - self.start] if first == bad else None, it))
+        for value, n in zip(values, self.sizes):
+            self.total += value * n
+            self.seen += n
+        self.start, self.pending, self.sizes = it + 1, [], []
+
+    def _message(self, first: int, value: Optional[float], it: int) -> str:
+        where = f'at epoch {self.epoch + 1}, iteration {first + 1}/{self.iters} (update {self.updates + first + 1})'
+        late = '' if first == it else (f', found at iteration {it + 1}/{self.iters} (the host reads the loss every '
+                                       f"--log-interval {self.run.log_interval} iterations and at the epoch's last)")
+        if value is None:
+            return f'loss is not finite on another rank {where}{late}; stopped, nothing saved'
+        last = self.run.out_dir / 'last.pth'
         kept = f'{last} is kept' if last.is_file() else 'no checkpoint was written'
-        raise FloatingPointError(f'loss is {loss} at epoch {epoch + 1}, iteration {it + 1}/{iters} (update '
-                                 f'{updates + 1}); stopped before the optimizer step, nothing saved: {kept}')
+        return (f'loss is {value} {where}{late}; stopped{" before the optimizer step" if first == it else ""}, '
+                f'nothing saved: {kept}')
+
+
+def train_one_epoch(parts: Parts, loader: Any, run: Run, state: TrainState, epoch: int, desc: str = '') -> float:
+    """One pass over ``loader`` (``state.updates`` advances per step); returns the epoch's mean training loss.
+
+    No step waits for the device: the losses are read by :class:`LossMeter` at its sync points only (the last of them
+    is the iteration ``len(loader) - 1``), so a non-finite loss is reported there: at the latest on the epoch's last
+    iteration, always before anything is saved."""
+    parts.model.train()
+    iters = len(loader)
+    meter = LossMeter(epoch, iters, state.updates, run)
+    bar = tqdm(loader, desc=desc, disable=not run.progress, leave=False)
+    for it, (x, y) in enumerate(bar):
+        x, y = run.batch(x, y)
+        with run.autocast():
+            loss = parts.criterion(parts.model(x), y)
+        meter.add(loss, y.shape[0])
+        if it % run.log_interval == 0 or it == iters - 1:
+            meter.sync(it)
+            bar.set_postfix(loss=f'{meter.mean:.3f}', lr=f"{parts.optimizer.param_groups[0]['lr']:.4f}")
+        parts.optimizer.zero_grad(set_to_none=True)
+        if parts.scaler is not None:
+            parts.scaler(loss, parts.optimizer, parameters=parts.model.parameters())
+        else:
+            loss.backward()
+            parts.optimizer.step()
+        state.updates += 1
+        parts.scheduler.step_update(num_updates=state.updates)
+        if parts.ema is not None:
+            parts.ema.update(parts.base_model, step=state.updates)
+    return meter.mean
+
+
+def validate(model: nn.Module, loader: Any, run: Run) -> float:
+    """Top-1 accuracy over ``loader`` (summed over DDP ranks); one host read at the end."""
+    model.eval()
+    correct = torch.zeros((), device=run.device)
+    total = torch.zeros((), device=run.device)
+    with torch.no_grad():
+        for x, y in loader:
+            x, y = run.batch(x, y)
+            with run.autocast():
+                logits = model(x)
+            correct += (logits.argmax(1) == y).sum()
+            total += y.numel()
+    if run.world_size > 1:
+        dist.all_reduce(correct)
+        dist.all_reduce(total)
+    return (correct / total.clamp(min=1)).item()
+
+
+def _check_weights(parts: Parts, epoch: int, out_dir: Path) -> None:
+    bad = non_finite_keys(parts.base_model.state_dict())
+    if parts.ema is not None:
+        bad += non_finite_keys(parts.ema.module.state_dict())
+    if bad:  # e.g. BatchNorm statistics; every rank holds the same weights, so every rank stops here
+        raise FloatingPointError(f'epoch {epoch + 1}: non-finite weights ({len(bad)} tensors, first {bad[0]!r}); '
+                                 f'stopped without saving, the previous checkpoint in {out_dir} is kept')
+
+
+def _gather_rng_states(sampler: Any, run: Run) -> List[Dict[str, Any]]:
+    """The RNG states the next epoch starts from, one per rank (a collective under DDP)."""
+    if run.world_size == 1:
+        return [_rng_state(sampler)]
+    rng_states: List[Any] = [None] * run.world_size
+    dist.all_gather_object(rng_states, _rng_state(sampler))
+    return rng_states
+
+
+def save_checkpoint(parts: Parts, state: TrainState, arch: str, rng_states: List[Dict[str, Any]],
+                    config: Dict[str, Any], is_best: bool, out_dir: Path) -> None:
+    """Write ``config.json``, then ``best.pth`` (if best) and ``last.pth``, each atomically (rank 0 only)."""
+    extra = dict(scaler=parts.scaler.state_dict()) if parts.scaler is not None else {}
+    if state.acc_ema is not None:
+        extra['val_accuracy_ema'] = state.acc_ema
+    ckpt = _checkpoint(parts.base_model, parts.ema, arch, state.epoch, state.acc,
+                       optimizer=parts.optimizer.state_dict(), scheduler=parts.scheduler.state_dict(),
+                       updates=state.updates, best_accuracy=state.best, history=state.history, rng_states=rng_states,
+                       **extra)
+    save_atomic(json.dumps(config, indent=2).encode() + b'\n', out_dir / 'config.json')
+    if is_best:  # best first: a kill before last.pth is written re-runs this epoch and rewrites both
+        save_atomic(ckpt, out_dir / 'best.pth')
+    save_atomic(ckpt, out_dir / 'last.pth')
 
 
 def effective_config(args: argparse.Namespace, data_cfg: Dict[str, Any], **derived: Any) -> Dict[str, Any]:
@@ -293,161 +555,73 @@ def format_config(config: Dict[str, Any]) -> str:
     return '\n'.join([head] + [f'  {k} = {v}' for k, v in config.items()])
 
 
+def _wrap(model: nn.Module, args: argparse.Namespace, run: Run) -> nn.Module:
+    if args.compile:
+        model = torch.compile(model)
+    if run.world_size > 1:
+        model = nn.parallel.DistributedDataParallel(model, device_ids=[run.device.index] if run.device.type == 'cuda'
+                                                    else None)
+    return model
+
+
 def train(args: argparse.Namespace) -> Dict[str, Any]:
     """Run the training described by ``args`` (see :func:`build_parser`); returns the final metrics."""
     if not args.data_dir:
         raise ValueError('data_dir: required (an ImageFolder root with train/ and val/), or use --make-synthetic')
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device, rank, world_size = _setup_distributed(args.device)
-    random_seed(args.seed, rank)  # torch, numpy and python (augmentations draw from python's random)
+    check_model_name(args.model, args.pretrained)  # before reading any data
+    run = setup_run(args)
+    resume_from = _resume_path(args.resume, run.out_dir) if args.resume else None
+    random_seed(args.seed, run.rank)  # torch, numpy and python (augmentations draw from python's random)
     ds_train, ds_val, found_classes = create_datasets(args.dataset, args.data_dir)
     num_classes = args.num_classes or found_classes
-
-    stride = dict(output_stride=args.output_stride) if args.output_stride != 32 else {}  # non-DLA models too
-    model = timm.create_model(args.model, pretrained=args.pretrained, num_classes=num_classes, drop_rate=args.drop,
-                              **stride)
-    if args.initial_checkpoint:  # strict; a ucbdrive-layout DLA checkpoint is converted by rule
-        filter_fn = checkpoint_filter_fn if isinstance(model, DLA) else None
-        timm.models.load_checkpoint(model, args.initial_checkpoint, strict=True, filter_fn=filter_fn)
-    if args.grad_checkpointing:
-        model.set_grad_checkpointing()
-    if args.sync_bn and world_size > 1:
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    overrides = dict(img_size=args.img_size, crop_pct=args.crop_pct, interpolation=args.interpolation,
-                     mean=args.mean, std=args.std)
-    data_cfg = resolve_data_config({k: v for k, v in overrides.items() if v is not None}, model=model)
-    memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
-    model.to(device=device, memory_format=memory_format)
-    base_model = model
-
-    use_amp = args.amp and device.type == 'cuda'
-    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-    scaler = NativeScaler() if use_amp and amp_dtype == torch.float16 else None
-
-    def amp_ctx():
-        return torch.autocast('cuda', dtype=amp_dtype) if use_amp else nullcontext()
-
-    loader_args = dict(input_size=data_cfg['input_size'], batch_size=args.batch_size, interpolation=data_cfg[
-        'interpolation'], mean=data_cfg['mean'], std=data_cfg['std'], num_workers=args.workers,
-        distributed=world_size > 1, use_prefetcher=False, persistent_workers=args.workers > 0, device=device)
-    loader_train = create_loader(ds_train, is_training=True, no_aug=args.no_aug, scale=tuple(args.scale),
-                                 ratio=tuple(args.ratio), hflip=args.hflip, color_jitter=args.color_jitter or None,
-                                 **loader_args)
-    if not args.no_aug and (args.photometric or args.lighting):  # the paper's colour noise, before Normalize
-        ds_train.transform = with_colour_noise(ds_train.transform, args.photometric, args.lighting)
-    loader_val = create_loader(ds_val, is_training=False, crop_pct=data_cfg['crop_pct'], **loader_args)
-
-    optimizer = create_optimizer_v2(model, opt=args.opt, lr=args.lr, weight_decay=args.weight_decay,
-                                    momentum=args.momentum, filter_bias_and_bn=not args.wd_bias_norm)
-    scheduler, num_epochs = create_scheduler_v2(
-        optimizer, sched=args.sched, num_epochs=args.epochs, warmup_epochs=args.warmup_epochs,
-        warmup_lr=args.warmup_lr, min_lr=args.min_lr, decay_epochs=args.decay_epochs, decay_rate=args.decay_rate,
-        step_on_epochs=False, updates_per_epoch=len(loader_train))
-    criterion = LabelSmoothingCrossEntropy(args.smoothing) if args.smoothing > 0 else nn.CrossEntropyLoss()
-    ema = ModelEmaV3(base_model, decay=args.model_ema_decay) if args.model_ema else None
-
-    out_dir = Path(args.output)
-    config = effective_config(args, data_cfg, num_classes=num_classes, world_size=world_size,
+    model = build_model(args, num_classes, run)
+    loader_train, loader_val, data_cfg = build_loaders(args, model, ds_train, ds_val, run)
+    optimizer, scheduler, num_epochs = build_optimizer(args, model, len(loader_train))
+    parts = Parts(model, model, optimizer, scheduler,
+                  LabelSmoothingCrossEntropy(args.smoothing) if args.smoothing > 0 else nn.CrossEntropyLoss(),
+                  ema=ModelEmaV3(model, decay=args.model_ema_decay) if args.model_ema else None,
+                  scaler=NativeScaler() if run.amp_dtype == torch.float16 else None)
+    config = effective_config(args, data_cfg, num_classes=num_classes, world_size=run.world_size,
                               train_images=len(ds_train), eval_images=len(ds_val), updates_per_epoch=len(loader_train),
                               train_transform=[repr(t) for t in getattr(ds_train.transform, 'transforms', [])])
-    if rank == 0 and args.recipe:
+    if run.rank == 0 and args.recipe:
         print(format_config(config), flush=True)
-    best, acc, acc_ema, updates, start_epoch = -1.0, 0.0, None, 0, 0
-    history: List[Dict[str, float]] = []
-    resume_from = _resume_path(args.resume, out_dir) if args.resume else None
-    if resume_from is not None:  # every rank reads the same file (rank 0 wrote it)
-        ckpt = _read_train_state(resume_from, args.model, ema is not None, scaler is not None)
-        base_model.load_state_dict(ckpt['state_dict'], strict=True)
-        if ema is not None:
-            ema.module.load_state_dict(ckpt['state_dict_ema'], strict=True)
-        optimizer.load_state_dict(ckpt['optimizer'])
-        scheduler.load_state_dict(ckpt['scheduler'])
-        if scaler is not None:
-            scaler.load_state_dict(ckpt['scaler'])
-        start_epoch, updates, best, history = ckpt['epoch'], ckpt['updates'], ckpt['best_accuracy'], ckpt['history']
-        acc, acc_ema = ckpt['val_accuracy'], ckpt.get('val_accuracy_ema')
-        rng_states = ckpt['rng_states']
-        if len(rng_states) == world_size:
-            _set_rng_state(rng_states[rank], loader_train.sampler)
-        elif rank == 0:  # another world size splits the data differently anyway: the run continues, reseeded
-            print(f'resume: {resume_from} was written by {len(rng_states)} process(es), this run has {world_size}; '
-                  f'RNG states are not restored (the run continues, but not bit-identically)', flush=True)
-        if rank == 0:
-            print(f'resumed from {resume_from} at epoch {start_epoch}/{num_epochs} (update {updates})', flush=True)
+    state = TrainState()
+    if resume_from is not None:
+        state = resume(resume_from, args.model, parts, loader_train.sampler, run)
+        if run.rank == 0:
+            print(f'resumed from {resume_from} at epoch {state.epoch}/{num_epochs} (update {state.updates})',
+                  flush=True)
+    parts.model = _wrap(model, args, run)
 
-    if args.compile:
-        model = torch.compile(model)
-    if world_size > 1:
-        model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda'
-                                                    else None)
-
-    if rank == 0:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    show = rank == 0 and not args.no_progress
+    if run.rank == 0:
+        run.out_dir.mkdir(parents=True, exist_ok=True)
     start = time.time()
-    for epoch in range(start_epoch, num_epochs):
-        if world_size > 1 and hasattr(loader_train.sampler, 'set_epoch'):
+    for epoch in range(state.epoch, num_epochs):
+        if run.world_size > 1 and hasattr(loader_train.sampler, 'set_epoch'):
             loader_train.sampler.set_epoch(epoch)
-        model.train()
-        loss_sum, seen = 0.0, 0
-        bar = tqdm(loader_train, desc=f'{args.model} epoch {epoch + 1}/{num_epochs}', disable=not show, leave=False)
         epoch_lr = optimizer.param_groups[0]['lr']  # the learning rate this epoch starts with
-        for it, (x, y) in enumerate(bar):
-            x, y = x.to(device), y.to(device)
-            if args.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with amp_ctx():
-                loss = criterion(model(x), y)
-            loss_value = loss.item()
-            _check_finite(loss_value, epoch, it, len(loader_train), updates, world_size, out_dir)
-            optimizer.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler(loss, optimizer, parameters=model.parameters())
-            else:
-                loss.backward()
-                optimizer.step()
-            updates += 1
-            scheduler.step_update(num_updates=updates)
-            if ema is not None:
-                ema.update(base_model, step=updates)
-            loss_sum += loss_value * y.shape[0]
-            seen += y.shape[0]
-            bar.set_postfix(loss=f'{loss_sum / seen:.3f}', lr=f"{optimizer.param_groups[0]['lr']:.4f}")
+        loss = train_one_epoch(parts, loader_train, run, state, epoch, f'{args.model} epoch {epoch + 1}/{num_epochs}')
         scheduler.step(epoch + 1)
-        acc = _evaluate(model, loader_val, device, args.channels_last, amp_ctx, world_size)
-        if ema is not None:
-            acc_ema = _evaluate(ema.module, loader_val, device, args.channels_last, amp_ctx, world_size)
-        history.append(dict(epoch=epoch + 1, train_loss=loss_sum / max(seen, 1), val_accuracy=acc, lr=epoch_lr))
-        is_best, best = acc > best, max(acc, best)
-        bad = non_finite_keys(base_model.state_dict()) + (non_finite_keys(ema.module.state_dict()) if ema else [])
-        if bad:  # e.g. BatchNorm statistics; every rank holds the same weights, so every rank stops here
-            raise FloatingPointError(f'epoch {epoch + 1}: non-finite weights ({len(bad)} tensors, first {bad[0]!r}); '
-                                     f'stopped without saving, the previous checkpoint in {out_dir} is kept')
-        rng_states = [_rng_state(loader_train.sampler)]  # the state the next epoch starts from, one per rank
-        if world_size > 1:
-            rng_states = [None] * world_size
-            dist.all_gather_object(rng_states, _rng_state(loader_train.sampler))
-        if rank == 0:
-            ema_txt = f' | ema val acc {acc_ema:.3f}' if acc_ema is not None else ''
-            print(f'[{args.model}] epoch {epoch + 1}/{num_epochs} | train loss {loss_sum / max(seen, 1):.4f} | '
-                  f'val acc {acc:.3f}{ema_txt} | {time.time() - start:.0f}s', flush=True)
-            extra = dict(scaler=scaler.state_dict()) if scaler is not None else {}
-            if acc_ema is not None:
-                extra['val_accuracy_ema'] = acc_ema
-            ckpt = _checkpoint(base_model, ema, args.model, epoch + 1, acc, optimizer=optimizer.state_dict(),
-                               scheduler=scheduler.state_dict(), updates=updates, best_accuracy=best,
-                               history=history, rng_states=rng_states, **extra)
-            save_atomic(json.dumps(config, indent=2).encode() + b'\n', out_dir / 'config.json')
-            if is_best:  # best first: a kill before last.pth is written re-runs this epoch and rewrites both
-                save_atomic(ckpt, out_dir / 'best.pth')
-            save_atomic(ckpt, out_dir / 'last.pth')
-    if world_size > 1:
+        state.acc = validate(parts.model, loader_val, run)
+        if parts.ema is not None:
+            state.acc_ema = validate(parts.ema.module, loader_val, run)
+        state.epoch = epoch + 1
+        state.history.append(dict(epoch=state.epoch, train_loss=loss, val_accuracy=state.acc, lr=epoch_lr))
+        is_best, state.best = state.acc > state.best, max(state.acc, state.best)
+        _check_weights(parts, epoch, run.out_dir)
+        rng_states = _gather_rng_states(loader_train.sampler, run)
+        if run.rank == 0:
+            ema_txt = f' | ema val acc {state.acc_ema:.3f}' if state.acc_ema is not None else ''
+            print(f'[{args.model}] epoch {state.epoch}/{num_epochs} | train loss {loss:.4f} | val acc {state.acc:.3f}'
+                  f'{ema_txt} | {time.time() - start:.0f}s', flush=True)
+            save_checkpoint(parts, state, args.model, rng_states, config, is_best, run.out_dir)
+    if run.world_size > 1:
         dist.barrier()
         dist.destroy_process_group()
-    return dict(model=args.model, val_accuracy=acc, best_accuracy=best, ema_val_accuracy=acc_ema, epochs=num_epochs,
-                num_classes=num_classes, seconds=time.time() - start, checkpoint=str(out_dir / 'last.pth'),
-                history=history, rank=rank)
+    return dict(model=args.model, val_accuracy=state.acc, best_accuracy=state.best, ema_val_accuracy=state.acc_ema,
+                epochs=num_epochs, num_classes=num_classes, seconds=time.time() - start,
+                checkpoint=str(run.out_dir / 'last.pth'), history=state.history, rank=run.rank)
 
 
 def demo(epochs: int = 4, model: str = 'dla46_c', progress: bool = True) -> Dict[str, Any]:
@@ -469,8 +643,7 @@ def demo(epochs: int = 4, model: str = 'dla46_c', progress: bool = True) -> Dict
     return res
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    args = parse_args(argv)
+def _run(args: argparse.Namespace) -> int:
     if args.demo:
         demo(progress=not args.no_progress)
         return 0
@@ -484,6 +657,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"[timm] {res['model']}: final val accuracy {res['val_accuracy']:.3f}, best {res['best_accuracy']:.3f}, "
               f"{res['seconds']:.0f}s; checkpoint {res['checkpoint']}", flush=True)
     return 0 if math.isfinite(res['val_accuracy']) else 1
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """``python -m timm_ext.train ARGV``. Bad input (as the ``dla-plugins`` command counts it: a wrong argument, a
+    missing or unreadable file, a missing extra, weights that cannot be fetched) is one line ``error: ...`` on stderr
+    and exit code 2; anything else (a bug, out of memory, a non-finite loss) keeps its traceback (exit code 1)."""
+    args = parse_args(argv)
+    return run_cli('', lambda: _run(args), reraise=True)
 
 
 if __name__ == '__main__':

@@ -23,15 +23,19 @@ USER_ERRORS: Tuple[type, ...] = (ValueError, FileNotFoundError, NotADirectoryErr
 a missing extra, weights that cannot be fetched."""
 
 
-def run_cli(prog: str, body: Callable[[], Optional[int]], user_errors: Tuple[type, ...] = USER_ERRORS) -> int:
-    """Run ``body`` and return its exit code (None: 0): ``user_errors`` print ``PROG: error: MESSAGE`` and give 2,
-    anything else its traceback, ``PROG: unexpected TYPE (traceback above)`` and 1. ``SystemExit`` passes through."""
+def run_cli(prog: str, body: Callable[[], Optional[int]], user_errors: Tuple[type, ...] = USER_ERRORS,
+            reraise: bool = False) -> int:
+    """Run ``body`` and return its exit code (None: 0): ``user_errors`` print ``PROG: error: MESSAGE`` (``error:
+    MESSAGE`` for an empty ``prog``) and give 2; anything else is re-raised (``reraise``: Python then prints its
+    traceback and exits 1) or shown as its traceback, ``PROG: unexpected TYPE (traceback above)``, and 1."""
     try:
         return body() or 0
     except user_errors as e:
-        print(f'{prog}: error: {e}', file=sys.stderr)
+        print(f'{prog}: error: {e}' if prog else f'error: {e}', file=sys.stderr)
         return 2
     except Exception as e:  # noqa: BLE001 - a bug or a resource failure (out of memory): show where it happened
+        if reraise:
+            raise
         traceback.print_exc()
         print(f'{prog}: unexpected {type(e).__name__} (traceback above)', file=sys.stderr)
         return 1

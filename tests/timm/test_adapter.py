@@ -1,10 +1,12 @@
 """The timm adapter: registration, cfg parity with timm's built-in DLA, strict pretrained loading, timm kwargs."""
+import ast
 import copy
 import json
 import math
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import timm
@@ -93,6 +95,43 @@ def test_registry_lists_ours(builtin):
         model = timm.create_model(name, num_classes=0)
         assert isinstance(model, DLA) and model.variant == name
         assert timm.models.model_entrypoint(name).__module__ == 'timm_ext.dla'
+
+
+def _entrypoint_defs():
+    """The ``@_register`` function definitions of timm_ext/dla.py, read from its source (not from the registry)."""
+    import timm_ext.dla
+
+    tree = ast.parse(Path(timm_ext.dla.__file__).read_text())
+    return [node for node in tree.body if isinstance(node, ast.FunctionDef)
+            and any(isinstance(d, ast.Name) and d.id == '_register' for d in node.decorator_list)]
+
+
+def test_one_explicit_entrypoint_per_variant():
+    """timm_ext/dla.py writes one ``def <variant>(pretrained=False, **kwargs)`` per row of the variant table, in table
+    order, each a docstring naming the paper variant and one call of the shared build function; timm's registry holds
+    exactly these functions, and ``timm.create_model(name)`` builds the variant (on the meta device: no memory)."""
+    import timm_ext.dla
+
+    defs = _entrypoint_defs()
+    assert [node.name for node in defs] == list(VARIANTS) == timm_ext.REGISTERED
+    assert sorted(timm.list_models(module='dla')) == sorted(VARIANTS)
+    for node in defs:
+        name, variant, fn = node.name, VARIANTS[node.name], getattr(timm_ext.dla, node.name)
+        assert timm.models.model_entrypoint(name) is fn and fn.__code__.co_name == name  # a def, not a renamed closure
+        doc, body = ast.get_docstring(node), node.body[1:]
+        assert '\n' not in doc and doc.startswith(name), doc
+        assert f"the paper's {variant.paper_name}:" in doc if variant.paper_name else 'no paper name' in doc, doc
+        assert len(body) == 1 and ast.unparse(body[0]) == f"return create_timm_dla('{name}', pretrained, **kwargs)"
+        with torch.device('meta'):
+            model = timm.create_model(name)
+            reference = timm_reference(name) if variant.in_timm else None
+        assert isinstance(model, DLA) and model.variant == name and model.pretrained_cfg['architecture'] == name
+        shapes = {k: v.shape for k, v in model.state_dict().items()}
+        assert all(v.is_meta for v in model.state_dict().values())
+        if reference is not None:  # the same network as timm's own class of that name
+            assert shapes == {k: v.shape for k, v in reference.state_dict().items()}, name
+        else:  # dla46_m: the paper's parameter count (Table 5: 4.5M)
+            assert sum(p.numel() for p in model.parameters()) == pytest.approx(variant.paper_params, rel=0.01)
 
 
 def test_pretrained_cfgs_match_timm(builtin):
