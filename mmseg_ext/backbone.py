@@ -2,13 +2,14 @@
 import math
 import os
 from functools import partial
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 from mmcv.cnn import build_norm_layer
 from mmengine.logging import MMLogger
-from mmengine.model import BaseModule
+from mmengine.model import BaseModule, PretrainedInit, initialize
+from mmengine.registry import WEIGHT_INITIALIZERS
 from mmseg.registry import MODELS
 
 from dla_plugins import CheckpointError, create_dla, load_checkpoint
@@ -18,6 +19,7 @@ from dla_plugins.files import weights_name
 __all__ = ['DLA', 'NORM_TYPES', 'norm_layer_from_cfg']
 
 NORM_TYPES = ('BN', 'BN2d', 'SyncBN', 'GN')
+InitCfg = Union[Dict[str, Any], Sequence[Dict[str, Any]], None]
 
 
 def _build_norm(norm_cfg: Dict[str, Any], num_channels: int) -> nn.Module:
@@ -46,6 +48,30 @@ def _missing_file_advice(path: str) -> str:
             f'--cfg-options model.backbone.init_cfg=None')
 
 
+def _split_init_cfg(init_cfg: InitCfg) -> Tuple[List[Dict[str, Any]], Optional[Dict[str, Any]]]:
+    """(mmengine initialiser dicts, the ``Pretrained`` dict or None) of an ``init_cfg`` as ``BaseModule`` takes it."""
+    if init_cfg is None:
+        return [], None
+    cfgs = [init_cfg] if isinstance(init_cfg, dict) else init_cfg
+    if not isinstance(cfgs, (list, tuple)) or not all(isinstance(c, dict) for c in cfgs):
+        raise ValueError(f'init_cfg: None, a dict or a list of dicts expected, got {init_cfg!r}')
+    known = WEIGHT_INITIALIZERS.module_dict
+    for c in cfgs:
+        if c.get('type') not in known and c.get('type') not in known.values():
+            raise ValueError(f"init_cfg: unknown initializer {c.get('type')!r}; allowed: {sorted(known)}")
+    pretrained = [c for c in cfgs if c['type'] in ('Pretrained', PretrainedInit)]
+    if len(pretrained) > 1:
+        raise ValueError(f'init_cfg: at most one Pretrained entry, got {len(pretrained)}')
+    for c in pretrained:
+        unknown = sorted(set(c) - {'type', 'checkpoint'})
+        if unknown:
+            raise ValueError(f'init_cfg: unsupported keys {unknown}; allowed: type, checkpoint')
+        if 'checkpoint' not in c:
+            raise ValueError(f"init_cfg: Pretrained needs checkpoint=PATH, got {dict(c)!r}")
+    initializers = [c for c in cfgs if c['type'] not in ('Pretrained', PretrainedInit)]
+    return initializers, (pretrained[0] if pretrained else None)
+
+
 @MODELS.register_module()
 class DLA(BaseModule):
     """Deep Layer Aggregation backbone (Yu et al., CVPR 2018) returning the outputs of the chosen levels.
@@ -60,21 +86,17 @@ class DLA(BaseModule):
             ``level1``: everything at stride <= 2), k >= 1 the stem and ``level2``..``level{k+1}``.
         norm_eval: Keep every BatchNorm of the backbone in eval mode (frozen statistics) during training.
         with_cp: Gradient checkpointing: each level is recomputed in the backward pass.
-        init_cfg: None (the core's initialisation) or ``dict(type='Pretrained', checkpoint=PATH)`` with a checkpoint
-            of any recognised layout or a registry name (``'dlap://dla34.in1k'``); it is loaded strictly by
-            :func:`dla_plugins.load_checkpoint`, with the classifier dropped.
+        init_cfg: None (the core's initialisation), one init dict or a list of them, as mmengine's ``BaseModule``
+            takes: mmengine's initialisers (``dict(type='Kaiming', layer='Conv2d')``, ...) run first, in order, then
+            at most one ``dict(type='Pretrained', checkpoint=PATH)`` with a checkpoint of any recognised layout or a
+            registry name (``'dlap://dla34.in1k'``), loaded strictly by :func:`dla_plugins.load_checkpoint` with the
+            classifier dropped.
     """
 
     def __init__(self, arch: str = 'dla34', out_indices: Sequence[int] = (2, 3, 4, 5), output_stride: int = 32,
                  in_channels: int = 3, norm_cfg: Optional[Dict[str, Any]] = None, frozen_stages: int = -1,
-                 norm_eval: bool = False, with_cp: bool = False, init_cfg: Optional[Dict[str, Any]] = None):
-        if init_cfg is not None:
-            if not isinstance(init_cfg, dict) or init_cfg.get('type') != 'Pretrained' or 'checkpoint' not in init_cfg:
-                raise ValueError("init_cfg: DLA accepts only None or dict(type='Pretrained', checkpoint=PATH), "
-                                 f'got {init_cfg!r}')
-            unknown = sorted(set(init_cfg) - {'type', 'checkpoint'})
-            if unknown:
-                raise ValueError(f'init_cfg: unsupported keys {unknown}; allowed: type, checkpoint')
+                 norm_eval: bool = False, with_cp: bool = False, init_cfg: InitCfg = None):
+        _split_init_cfg(init_cfg)  # a bad entry fails when the model is built, not at init_weights
         super().__init__(init_cfg=init_cfg)
         out_indices = tuple(out_indices)
         if not out_indices or any(not isinstance(i, int) or not 0 <= i < NUM_LEVELS for i in out_indices):
@@ -102,16 +124,20 @@ class DLA(BaseModule):
                 p.requires_grad = False
 
     def init_weights(self) -> None:
-        """Load ``init_cfg``'s checkpoint strictly into the DLA (classifier dropped), logging one line through
-        mmengine's current logger; without ``init_cfg`` keep the core init. ``checkpoint='dlap://dla34.in1k'`` names
-        a registry file, fetched on first use (:mod:`dla_plugins.weights`); its line names the source and hash status.
+        """Run ``init_cfg``'s mmengine initialisers, then load its ``Pretrained`` checkpoint strictly into the DLA
+        (classifier dropped), logging one line through mmengine's current logger; without ``init_cfg`` keep the core
+        init. ``checkpoint='dlap://dla34.in1k'`` names a registry file, fetched on first use
+        (:mod:`dla_plugins.weights`); its line names the source and hash status.
 
         Raises:
             CheckpointError: the file is missing (the message names both config fixes), unreadable or mismatched.
             WeightsError: a registry file that cannot be fetched (the message lists every source tried).
         """
-        if self.init_cfg is not None:
-            path = self.init_cfg['checkpoint']
+        initializers, pretrained = _split_init_cfg(self.init_cfg)
+        if initializers:
+            initialize(self, initializers)
+        if pretrained is not None:
+            path = pretrained['checkpoint']
             try:
                 report = load_checkpoint(self.body, path, classifier='drop')
             except CheckpointError as e:

@@ -4,22 +4,24 @@ import os
 import sys
 from typing import List, Optional
 
-from mmengine.config import DictAction
 from mmengine.runner import Runner
 
 from .dist import prepare_launcher
+from .entry import CfgOptionsAction, EntryParser, check_data_roots, check_file, run_entry
 from .train import load_config
 
 __all__ = ['main', 'build_parser']
 
+PROG = 'python -m mmseg_ext.test'
+
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog='python -m mmseg_ext.test', description='Evaluate an mmseg checkpoint.')
+    p = EntryParser(prog=PROG, description='Evaluate an mmseg checkpoint.')
     p.add_argument('config', help='config file')
     p.add_argument('checkpoint', help='checkpoint saved by mmengine (or a state_dict of the whole segmentor)')
     p.add_argument('--work-dir', help='where the evaluation log goes (default: work_dirs/<config name>)')
     p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
-    p.add_argument('--cfg-options', nargs='+', action=DictAction, default=None, help='override config keys')
+    p.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction, default=None, help='override config keys')
     p.add_argument('--local-rank', '--local_rank', type=int, default=0, help=argparse.SUPPRESS)
     return p
 
@@ -28,8 +30,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     cfg = load_config(args.config, args.cfg_options, args.launcher, args.work_dir)
+    cfg.load_from, cfg.resume = check_file('checkpoint', args.checkpoint), False
+    check_data_roots(cfg, ('test_dataloader',))
     prepare_launcher(cfg)
-    cfg.load_from, cfg.resume = args.checkpoint, False
     cfg.model.backbone.pop('init_cfg', None)  # the checkpoint holds every weight
     metrics = Runner.from_cfg(cfg).test()
     print('[mmseg_ext.test] ' + ', '.join(f'{k}: {v}' for k, v in metrics.items()))
@@ -37,4 +40,4 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run_entry(main, PROG))

@@ -17,17 +17,20 @@ import os.path as osp
 import sys
 from typing import List, Optional
 
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.runner import Runner
 
 from .checkpointing import latest_checkpoint, protect_config
 from .dist import prepare_launcher
+from .entry import CfgOptionsAction, EntryParser, check_data_roots, check_file, run_entry
 
 __all__ = ['main', 'build_parser', 'load_config', 'enable_amp']
 
+PROG = 'python -m mmseg_ext.train'
+
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog='python -m mmseg_ext.train', description='Train an mmseg model (DLA plugins).')
+    p = EntryParser(prog=PROG, description='Train an mmseg model (DLA plugins).')
     p.add_argument('config', help='config file')
     p.add_argument('--work-dir', help='where logs and checkpoints go (default: work_dirs/<config name>)')
     p.add_argument('--resume', nargs='?', const='auto', default=None, metavar='CKPT',
@@ -37,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--amp', action='store_true',
                    help="mixed precision: the config's OptimWrapper becomes an AmpOptimWrapper (CUDA only; dtype via "
                         "--cfg-options optim_wrapper.dtype=bfloat16)")
-    p.add_argument('--cfg-options', nargs='+', action=DictAction, default=None,
+    p.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction, default=None,
                    help='override config keys, e.g. train_cfg.max_iters=1000 model.backbone.with_cp=True')
     p.add_argument('--local-rank', '--local_rank', type=int, default=0, help=argparse.SUPPRESS)
     return p
@@ -45,8 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def load_config(path: str, cfg_options: Optional[dict] = None, launcher: str = 'none',
                 work_dir: Optional[str] = None) -> Config:
-    """Read ``path``, apply ``cfg_options``, set the launcher and the work dir (CLI > config > config name)."""
-    cfg = Config.fromfile(path)
+    """Read ``path``, apply ``cfg_options``, set the launcher and the work dir (CLI > config > config name).
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist (``config: no such file ...``).
+    """
+    cfg = Config.fromfile(check_file('config', path))
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     cfg.launcher = launcher
@@ -73,18 +80,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     cfg = load_config(args.config, args.cfg_options, args.launcher, args.work_dir)
     if args.amp:
         enable_amp(cfg)
-    prepare_launcher(cfg)
-    protect_config(cfg)
     if args.resume == 'auto':  # mmengine would trust last_checkpoint even when a kill left it empty
         cfg.resume, cfg.load_from = True, latest_checkpoint(cfg.work_dir)
     elif args.resume is not None:
-        if '://' not in args.resume and not osp.isfile(args.resume):
-            raise FileNotFoundError(f'--resume: no such checkpoint {args.resume!r}')
-        cfg.resume, cfg.load_from = True, args.resume
+        cfg.resume, cfg.load_from = True, check_file('--resume', args.resume, 'checkpoint')
+    check_data_roots(cfg, ('train_dataloader', 'val_dataloader'))
+    prepare_launcher(cfg)
+    protect_config(cfg)
     runner = Runner.from_cfg(cfg)
     runner.train()
     return 0
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run_entry(main, PROG))

@@ -7,6 +7,7 @@
 _base_ = [
     './_base_/models/dla34_idaup.py',
     'mmseg::_base_/datasets/cityscapes.py',
+    './_base_/schedules/sgd_poly_20k.py',
     'mmseg::_base_/default_runtime.py',
 ]
 crop_size = (896, 896)
@@ -29,16 +30,7 @@ train_pipeline = [
 ]
 train_dataloader = dict(batch_size=2, num_workers=4, dataset=dict(pipeline=train_pipeline))
 
-optimizer = dict(type='SGD', lr=0.01, momentum=0.9, weight_decay=1e-4)
-optim_wrapper = dict(type='OptimWrapper', optimizer=optimizer, clip_grad=None)
+# the schedule base's SGD + poly, over 90k iterations
 param_scheduler = [dict(type='PolyLR', eta_min=0.0, power=0.9, begin=0, end=max_iters, by_epoch=False)]
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=10000)
-val_cfg = dict(type='ValLoop')
-test_cfg = dict(type='TestLoop')
-default_hooks = dict(
-    timer=dict(type='IterTimerHook'),
-    logger=dict(type='LoggerHook', interval=50, log_metric_by_epoch=False),
-    param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=10000),
-    sampler_seed=dict(type='DistSamplerSeedHook'),
-    visualization=dict(type='SegVisualizationHook'))
+train_cfg = dict(max_iters=max_iters, val_interval=10000)
+default_hooks = dict(checkpoint=dict(interval=10000))

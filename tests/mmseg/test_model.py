@@ -1,4 +1,5 @@
 """mmseg adapter, model level: registration, configs, equality with the core, freezing, norms, pretrained loading."""
+import math
 import os
 import pickle
 
@@ -7,6 +8,7 @@ import pytest
 import torch
 import torch.nn as nn
 from mmengine.config import Config
+from mmengine.logging import MMLogger
 from mmengine.registry import init_default_scope
 from mmseg.registry import DATASETS, METRICS, MODEL_WRAPPERS, MODELS, TRANSFORMS
 from mmseg.structures import SegDataSample
@@ -219,10 +221,18 @@ def test_bad_arguments_name_the_argument():
         _backbone(output_stride=4)
     with pytest.raises(ValueError, match="variant: unknown DLA variant 'dla35'"):
         _backbone(arch='dla35')
-    with pytest.raises(ValueError, match=r"init_cfg: DLA accepts only None or dict\(type='Pretrained'"):
-        _backbone(init_cfg=dict(type='Kaiming'))
-    with pytest.raises(ValueError, match=r"init_cfg: unsupported keys \['prefix'\]"):
-        _backbone(init_cfg=dict(type='Pretrained', checkpoint='x.pth', prefix='backbone.'))
+    with pytest.raises(ValueError, match=r"init_cfg: unsupported keys \['prefix'\]; allowed: type, checkpoint"):
+        _backbone(init_cfg=[dict(type='Kaiming'), dict(type='Pretrained', checkpoint='x.pth', prefix='backbone.')])
+    with pytest.raises(ValueError, match=r"init_cfg: None, a dict or a list of dicts expected, got 'x.pth'"):
+        _backbone(init_cfg='x.pth')
+    with pytest.raises(ValueError, match=r"init_cfg: unknown initializer 'Kaiming2d'; allowed: \['Caffe2Xavier', "
+                                         r"'Constant', 'Kaiming', 'Normal', 'Pretrained', 'TruncNormal', 'Uniform', "
+                                         r"'Xavier'\]"):
+        _backbone(init_cfg=[dict(type='Kaiming2d', layer='Conv2d')])
+    with pytest.raises(ValueError, match='init_cfg: at most one Pretrained entry, got 2'):
+        _backbone(init_cfg=[dict(type='Pretrained', checkpoint='a.pth'), dict(type='Pretrained', checkpoint='b.pth')])
+    with pytest.raises(ValueError, match=r"init_cfg: Pretrained needs checkpoint=PATH, got \{'type': 'Pretrained'\}"):
+        _backbone(init_cfg=dict(type='Pretrained'))
     head_cfg = dict(type='DLAUpHead', in_channels=[64, 128, 256, 512], strides=[4, 8, 16, 32], num_classes=3)
     with pytest.raises(ValueError, match=r'channels: DLA-Up outputs the width of the finest level, in_channels\[0\]='):
         MODELS.build(dict(head_cfg, channels=128))
@@ -260,6 +270,44 @@ def test_pretrained_init_cfg_loads_strictly_and_drops_classifier(tmp_path, layou
             assert k not in got
         elif not k.endswith('num_batches_tracked'):
             torch.testing.assert_close(got[k], v, rtol=0, atol=0, msg=k)
+
+
+def test_init_cfg_list_runs_mmengine_initialisers():
+    """A list as mmseg's ResNet takes: Kaiming on every conv, Constant on every BatchNorm (BaseModule's rules)."""
+    backbone = randomize_bn(_backbone(arch='dla46_c', init_cfg=[
+        dict(type='Kaiming', layer='Conv2d', mode='fan_in', distribution='uniform'),
+        dict(type='Constant', val=1, layer=['_BatchNorm'])]))
+    convs = [m for m in backbone.modules() if isinstance(m, nn.Conv2d)]
+    bns = [m for m in backbone.modules() if isinstance(m, nn.BatchNorm2d)]
+    bound = [math.sqrt(6.0 / m.weight[0].numel()) for m in convs]  # kaiming_uniform_(fan_in, relu): sqrt(2)*sqrt(3/n)
+    assert any(m.weight.abs().max() > b for m, b in zip(convs, bound))  # the core's normal init exceeds the bounds
+    backbone.init_weights()
+    assert convs and all(m.weight.abs().max() <= b for m, b in zip(convs, bound))
+    assert all(m.weight.abs().max() > 0.9 * b for m, b in zip(convs, bound) if m.weight.numel() > 1000)
+    assert bns and all(bool((m.weight == 1).all() and (m.bias == 0).all()) for m in bns)
+
+
+def test_init_cfg_list_loads_its_pretrained_entry_last(tmp_path):
+    """The Pretrained entry of a list goes through our strict loader and its log line, after the initialisers, even
+    when it comes first (mmengine's order)."""
+    src = randomize_bn(create_dla('dla46_c', num_classes=10))
+    path = tmp_path / 'dla46_c.pth'
+    torch.save(src.state_dict(), path)
+    log = tmp_path / 'init.log'
+    MMLogger.get_instance('test_init_cfg_list', log_file=str(log))
+    backbone = _backbone(arch='dla46_c', init_cfg=[
+        dict(type='Pretrained', checkpoint=str(path)), dict(type='Kaiming', layer='Conv2d'),
+        dict(type='Constant', val=0.5, layer=['_BatchNorm'])])
+    backbone.init_weights()
+    got = backbone.body.state_dict()
+    for k, v in src.state_dict().items():
+        if not k.startswith('fc.'):
+            torch.testing.assert_close(got[k], v, rtol=0, atol=0, msg=k)
+    assert f"DLA init_cfg: loaded {str(path)!r} into dla46_c (layout: timm): {len(got)} tensors loaded, 0 renamed, " \
+           "0 skipped, 2 classifier tensors dropped" in log.read_text()
+    torch.save(create_dla('dla34').state_dict(), path)
+    with pytest.raises(CheckpointError, match=r'checkpoint does not match DLA \(layout: timm\)'):
+        backbone.init_weights()
 
 
 def test_pretrained_mismatch_lists_every_bad_key(tmp_path):
