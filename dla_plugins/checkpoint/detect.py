@@ -39,8 +39,9 @@ def _own_seg_network(state: Mapping[str, torch.Tensor]) -> Dict[str, Any]:
     for k in reversed(sorted(stages)):
         up = state.get(f'neck.idas.{k}.up.1.weight')
         stride *= up.shape[-1] // 2 if up is not None else 1
-    return dict(down_ratio=2 ** (5 - len(stages)), output_stride=stride, norm_layer=None if 'backbone.base_layer.1.running_mean' in state
-                else 'gn', flavor='paper' if node.shape[1] == 2 * node.shape[0] else 'centernet',
+    return dict(down_ratio=2 ** (5 - len(stages)), output_stride=stride,
+                norm_layer=None if 'backbone.base_layer.1.running_mean' in state else 'gn',
+                flavor='paper' if node.shape[1] == 2 * node.shape[0] else 'centernet',
                 node_type='dcn' if any('offset_mask' in k for k in neck) else 'conv', num_classes=classes,
                 bias=any(re.search(r'\.(nodes\.\d+\.conv|proj\.\d+\.0)\.bias$', k) for k in neck),
                 node_kernel=int(node.shape[-1]), final_ida=any(k.startswith('neck.ida_final.') for k in neck))

@@ -33,7 +33,9 @@ def _core_file(tmp_path: Path) -> Path:
 
 def _convert(src: Path, dst: Path, to: str) -> Dict[str, torch.Tensor]:
     assert main(['convert', str(src), str(dst), '--to', to, '--no-progress']) == 0
-    return load_file(str(dst)) if to == 'core' else read_checkpoint(dst)['model' if to == 'detectron2' else 'state_dict']
+    if to == 'core':
+        return load_file(str(dst))
+    return read_checkpoint(dst)['model' if to == 'detectron2' else 'state_dict']
 
 
 def _under(state: Dict[str, torch.Tensor], prefix: str) -> Dict[str, torch.Tensor]:
