@@ -1,6 +1,8 @@
 """A synthetic COCO-format detection dataset (the core's shapes) for tests and the demo: PNGs + instances json."""
+import io
 import json
 import os
+import socket
 from typing import List, Tuple
 
 import numpy as np
@@ -14,16 +16,31 @@ from dla_plugins.data.synthetic import SHAPE_CLASSES, render_shapes
 __all__ = ['write_shapes_coco', 'register_shapes']
 
 
+def _write_atomic(path: str, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path`` (named by host and process), then rename it over ``path``:
+    a reader sees the old file or the whole new one, and writers of the same bytes on a shared folder cannot mix."""
+    tmp = os.path.join(os.path.dirname(path), f'.{os.path.basename(path)}.{socket.gethostname()}.{os.getpid()}.tmp')
+    with open(tmp, 'wb') as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
 def write_shapes_coco(root: str, num_images: int, size: Tuple[int, int] = (128, 128), max_objects: int = 3,
                       seed: int = 0) -> str:
-    """Render shapes into ``root/images/*.png`` and write ``root/instances.json`` (boxes + RLE masks); returns it."""
+    """Render shapes into ``root/images/*.png`` and write ``root/instances.json`` (boxes + RLE masks); returns it.
+
+    Deterministic for a seed; every file is written atomically and ``instances.json`` last, so once it exists its
+    images are complete.
+    """
     img_dir = os.path.join(root, 'images')
     os.makedirs(img_dir, exist_ok=True)
     images: List[dict] = []
     annotations: List[dict] = []
     for i, s in enumerate(render_shapes(num_images, size, max_objects=max_objects, seed=seed)):
         file_name = f'{i:05d}.png'
-        Image.fromarray(s.image.numpy()).save(os.path.join(img_dir, file_name))
+        png = io.BytesIO()
+        Image.fromarray(s.image.numpy()).save(png, format='PNG')
+        _write_atomic(os.path.join(img_dir, file_name), png.getvalue())
         images.append(dict(id=i + 1, file_name=file_name, height=size[0], width=size[1]))
         for box, label in zip(s.boxes.tolist(), s.labels.tolist()):
             x0, y0, x1, y1 = (int(v) for v in box)
@@ -36,8 +53,7 @@ def write_shapes_coco(root: str, num_images: int, size: Tuple[int, int] = (128, 
                                     segmentation=rle))
     categories = [dict(id=k + 1, name=n) for k, n in enumerate(SHAPE_CLASSES)]
     path = os.path.join(root, 'instances.json')
-    with open(path, 'w') as f:
-        json.dump(dict(images=images, annotations=annotations, categories=categories), f)
+    _write_atomic(path, json.dumps(dict(images=images, annotations=annotations, categories=categories)).encode())
     return path
 
 
@@ -60,3 +76,4 @@ def register_shapes(name: str, root: str, num_images: int, size: Tuple[int, int]
         MetadataCatalog.remove(name)
     register_coco_instances(name, {}, json_file, os.path.join(root, 'images'))
     return name
+

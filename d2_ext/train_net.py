@@ -24,7 +24,7 @@ from dla_plugins.checkpoint.io import non_finite_keys, save_atomic
 from dla_plugins.data.synthetic import SHAPE_CLASSES
 
 from .config import add_dlap_config
-from .data import register_shapes
+from .data import register_shapes, write_shapes_coco
 
 __all__ = ['Trainer', 'AtomicCheckpointer', 'argument_parser', 'setup', 'main', 'cli', 'SHAPES_TRAIN', 'SHAPES_TEST']
 
@@ -93,29 +93,46 @@ def argument_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _use_shapes(cfg: CfgNode, num_images: int, size: int) -> None:
+def _point_at_shapes(cfg: CfgNode, num_images: int, size: int) -> None:
     if num_images < 1 or size < 32:
         raise ValueError(f'--synthetic-shapes/--synthetic-size: need N >= 1 and PX >= 32, got {num_images}, {size}')
-    root = os.path.join(cfg.OUTPUT_DIR, 'shapes')
-    write = comm.get_local_rank() == 0  # one writer per machine, the others wait and register the same files
-    for name, n, seed in ((SHAPES_TRAIN, num_images, 0), (SHAPES_TEST, max(4, num_images // 4), 1)):
-        register_shapes(name, os.path.join(root, name), n, size=(size, size), seed=seed, write=write)
-    comm.synchronize()
     cfg.DATASETS.TRAIN, cfg.DATASETS.TEST = (SHAPES_TRAIN,), (SHAPES_TEST,)
     cfg.MODEL.ROI_HEADS.NUM_CLASSES = cfg.MODEL.RETINANET.NUM_CLASSES = len(SHAPE_CLASSES)
     cfg.INPUT.MASK_FORMAT = 'bitmask'  # the shapes dataset stores RLE masks
 
 
-def setup(args) -> CfgNode:
-    """Config from ``args.config_file`` and ``args.opts`` with ``MODEL.DLAP`` added (and the synthetic shapes
-    datasets with ``args.synthetic_shapes``); frozen."""
+def _register_shapes(cfg: CfgNode, num_images: int, size: int) -> None:
+    """One process per machine (local rank 0) writes the shapes datasets, each file atomically; every process waits
+    at a barrier until they are complete, then registers them."""
+    root = os.path.join(cfg.OUTPUT_DIR, 'shapes')
+    datasets = ((SHAPES_TRAIN, num_images, 0), (SHAPES_TEST, max(4, num_images // 4), 1))
+    if comm.get_local_rank() == 0:
+        for name, n, seed in datasets:
+            write_shapes_coco(os.path.join(root, name), n, (size, size), seed=seed)
+    comm.synchronize()
+    for name, n, seed in datasets:
+        register_shapes(name, os.path.join(root, name), n, size=(size, size), seed=seed, write=False)
+
+
+def _config(args) -> CfgNode:
+    """``MODEL.DLAP`` + ``args.config_file`` + ``args.opts``, pointed at the shapes with ``args.synthetic_shapes``;
+    writes nothing."""
     cfg = get_cfg()
     add_dlap_config(cfg)
     cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(args.opts)
     if getattr(args, 'synthetic_shapes', 0):
-        _use_shapes(cfg, args.synthetic_shapes, args.synthetic_size)
+        _point_at_shapes(cfg, args.synthetic_shapes, args.synthetic_size)
         cfg.merge_from_list(args.opts)  # explicit opts win over the synthetic defaults
+    return cfg
+
+
+def setup(args) -> CfgNode:
+    """Config from ``args.config_file`` and ``args.opts`` with ``MODEL.DLAP`` added (and the synthetic shapes
+    datasets with ``args.synthetic_shapes``); frozen."""
+    cfg = _config(args)
+    if getattr(args, 'synthetic_shapes', 0):
+        _register_shapes(cfg, args.synthetic_shapes, args.synthetic_size)
     cfg.freeze()
     default_setup(cfg, args)
     return cfg
