@@ -1,19 +1,21 @@
-"""A synthetic COCO-format detection dataset (the core's shapes) for tests and the demo: PNGs + instances json."""
+"""A synthetic COCO-format detection dataset (the core's shapes) for tests and the demo: PNGs + instances json; and
+:func:`check_datasets`, which names a ``DATASETS.*`` entry that is not registered or whose files are missing."""
 import io
 import json
 import os
 import socket
-from typing import List, Tuple
+from typing import Collection, List, Tuple
 
 import numpy as np
 import pycocotools.mask as mask_util
+from detectron2.config import CfgNode
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import register_coco_instances
 from PIL import Image
 
 from dla_plugins.data.synthetic import SHAPE_CLASSES, render_shapes
 
-__all__ = ['write_shapes_coco', 'register_shapes']
+__all__ = ['write_shapes_coco', 'register_shapes', 'check_datasets']
 
 
 def _write_atomic(path: str, data: bytes) -> None:
@@ -77,3 +79,27 @@ def register_shapes(name: str, root: str, num_images: int, size: Tuple[int, int]
     register_coco_instances(name, {}, json_file, os.path.join(root, 'images'))
     return name
 
+
+# The metadata fields of detectron2's dataset registrations that name local files or folders.
+_DATA_PATHS = ('json_file', 'image_root', 'dirname', 'image_dir', 'gt_dir', 'panoptic_json', 'panoptic_root',
+               'sem_seg_root')
+
+
+def check_datasets(cfg: CfgNode, keys: Collection[str] = ('TRAIN', 'TEST'), skip: Collection[str] = ()) -> None:
+    """Fail, naming the key, where an entry of ``DATASETS.<key>`` (other than ``skip``) is not registered
+    (``ValueError``) or a file or folder its metadata names is missing (``FileNotFoundError``): what a run would
+    otherwise find only when it builds its data loaders, in every process."""
+    registered = DatasetCatalog.list()
+    for key in keys:
+        for name in (n for n in cfg.DATASETS[key] if n not in skip):
+            if name not in registered:
+                raise ValueError(f'DATASETS.{key}: dataset {name!r} is not registered; registered: '
+                                 f'{", ".join(sorted(registered))}')
+            meta = MetadataCatalog.get(name)
+            for field in _DATA_PATHS:
+                path = meta.get(field)
+                if isinstance(path, str) and '://' not in path and not os.path.exists(path):
+                    raise FileNotFoundError(
+                        f'DATASETS.{key}: dataset {name!r}: {field} {path!r} does not exist (detectron2 finds its '
+                        f'builtin datasets under $DETECTRON2_DATASETS, now '
+                        f'{os.environ.get("DETECTRON2_DATASETS", "datasets")!r})')
