@@ -1,9 +1,11 @@
 """``add_dlap_config``: the ``MODEL.DLAP`` config node (named so it cannot collide with CenterNet2's ``MODEL.DLA``),
 and the ``/@import-d2_ext/detectron2-model-zoo/`` prefix through which our yaml configs inherit detectron2's own bases.
 ``get_cfg`` (detectron2's defaults + ``MODEL.DLAP``) for your own scripts, ``add_dlap_to_defaults`` for detectron2's
-stock tools (what ``python -m d2_ext.run`` calls)."""
+stock tools (what ``python -m d2_ext.run`` calls). ``detectron2_input_error``: which of detectron2's exceptions are
+bad input (for the command-line entries)."""
+import functools
 import os
-from typing import Any, List
+from typing import Any, FrozenSet, List
 
 from detectron2 import model_zoo
 from detectron2.config import CfgNode as CN
@@ -12,7 +14,7 @@ from detectron2.utils.file_io import PathManager
 from iopath.common.file_io import PathHandler
 
 __all__ = ['add_dlap_config', 'get_cfg', 'add_dlap_to_defaults', 'IMAGENET_RGB_MEAN', 'IMAGENET_RGB_STD',
-           'MODEL_ZOO_PREFIX', 'ModelZooConfigHandler']
+           'MODEL_ZOO_PREFIX', 'ModelZooConfigHandler', 'detectron2_input_error']
 
 # Without `import d2_ext` nothing serves this prefix, and the stock tools' first error is detectron2's
 # "FileNotFoundError: ... No such file or directory: '/@import-d2_ext/detectron2-model-zoo/Base-RCNN-FPN.yaml'":
@@ -106,3 +108,33 @@ def add_dlap_to_defaults() -> None:
 
     if 'DLAP' not in defaults._C.MODEL:
         add_dlap_config(defaults._C)
+
+
+@functools.cache
+def _reader_codes() -> FrozenSet[Any]:
+    from detectron2.config import LazyConfig
+    from detectron2.data import DatasetCatalog
+    from fvcore.common.checkpoint import Checkpointer
+    from fvcore.common.config import CfgNode as FvcoreCfgNode
+    from fvcore.common.registry import Registry
+
+    readers = (CN.merge_from_file, FvcoreCfgNode.merge_from_list, LazyConfig.load, LazyConfig.apply_overrides,
+               Registry.get, type(DatasetCatalog).get, Checkpointer.load)
+    return frozenset(f.__code__ for f in readers)
+
+
+def detectron2_input_error(error: BaseException) -> bool:
+    """Whether ``error`` is bad input that detectron2 reports with a generic exception (``assert``, ``KeyError``, ...):
+    raised while it reads a yaml config (``merge_from_file``), command-line overrides (``merge_from_list``), a
+    LazyConfig or its overrides, looks up a name the config gives in a registry (``MODEL.META_ARCHITECTURE``, ...),
+    loads a dataset or a checkpoint file. Decided by the functions on the traceback, not by message text."""
+    import yaml
+
+    if not isinstance(error, (AssertionError, KeyError, ValueError, OSError, yaml.YAMLError)):
+        return False
+    codes, tb = _reader_codes(), error.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code in codes:
+            return True
+        tb = tb.tb_next
+    return False

@@ -10,14 +10,22 @@ configs. The script then runs as ``__main__`` with its own arguments, as ``pytho
 the processes it spawns (detectron2's ``launch`` with ``--num-gpus N``) get the same set-up.
 With the sal-detectron2 wheel the stock tools are installed as the ``tools`` package:
 ``python -c "import tools.train_net as t; print(t.__file__)"`` prints the path.
+
+Bad input (no script, a missing script, or what detectron2 reports while the script reads its config, overrides,
+datasets or checkpoint: see :func:`d2_ext.config.detectron2_input_error`) is one line ``d2_ext.run: error: MESSAGE``
+on stderr and exit status 2; anything unexpected keeps its traceback and exits with status 1 (:mod:`d2_ext.entry`).
+Errors in processes the script spawns (``--num-gpus N``) are reported by those processes, as without the runner.
 """
 import os
 import sys
 import types
 from typing import Any, Dict, List, Optional
 
+from .entry import fail, run_entry
+
 __all__ = ['main', 'SCRIPT_ENV']
 
+PROG = 'd2_ext.run'
 USAGE = 'usage: python -m d2_ext.run SCRIPT.py [SCRIPT ARGS...]'
 SCRIPT_ENV = 'D2_EXT_RUN_SCRIPT'  # the script's path, for the processes it spawns
 
@@ -30,6 +38,12 @@ def _prepare() -> None:
     add_dlap_to_defaults()
 
 
+def _input_error(error: BaseException) -> bool:
+    from .config import detectron2_input_error
+
+    return detectron2_input_error(error)
+
+
 def _execute(script: str, namespace: Dict[str, Any]) -> None:
     with open(script, 'rb') as f:
         code = compile(f.read(), script, 'exec')
@@ -39,12 +53,14 @@ def _execute(script: str, namespace: Dict[str, Any]) -> None:
 def main(argv: Optional[List[str]] = None) -> None:
     """Prepare d2_ext, then run ``argv[0]`` as ``__main__`` with ``argv[1:]`` as its arguments."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ('-h', '--help'):
+    if argv and argv[0] in ('-h', '--help'):
         print(USAGE + '\n\n' + (__doc__ or '').strip())
-        raise SystemExit(0 if argv else 2)
+        raise SystemExit(0)
+    if not argv:
+        fail(PROG, f'script: none given ({USAGE})')
     script = os.path.abspath(argv[0])
     if not os.path.isfile(script):
-        raise SystemExit(f'd2_ext.run: script: no such file {argv[0]!r}\n{USAGE}')
+        fail(PROG, f'script: no such file {argv[0]!r} ({USAGE})')
     _prepare()
     os.environ[SCRIPT_ENV] = script
     sys.argv = [script, *argv[1:]]
@@ -59,7 +75,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     saved = sys.modules['__main__']
     sys.modules['__main__'] = module
     try:
-        _execute(script, module.__dict__)
+        run_entry(PROG, lambda: _execute(script, module.__dict__), _input_error)
     finally:
         sys.modules['__main__'] = saved
 

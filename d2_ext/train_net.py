@@ -8,6 +8,10 @@ Checkpoints (``model_*.pth`` and the ``last_checkpoint`` pointer) are written at
 a run killed at any moment resumes with ``--resume`` from the last complete checkpoint. A non-finite loss stops the run
 with detectron2's own ``FloatingPointError`` ("Loss became infinite or NaN at iteration=N!") before the optimizer step,
 and non-finite weights are never saved.
+
+Bad input (the command line, the config file, overrides, the datasets, a model key; with several processes checked in
+the launching process before the others start) is one line ``d2_ext.train_net: error: MESSAGE`` on stderr and exit
+status 2; anything unexpected keeps its traceback and exits with status 1 (:mod:`d2_ext.entry`).
 """
 import argparse
 import os
@@ -18,16 +22,20 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import CfgNode, get_cfg
 from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup, launch
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluator
+from detectron2.modeling import build_model
 from detectron2.utils import comm
 
 from dla_plugins.data.synthetic import SHAPE_CLASSES
 from dla_plugins.files import non_finite_keys, save_atomic
 
-from .config import add_dlap_config
-from .data import register_shapes
+from .config import add_dlap_config, detectron2_input_error
+from .data import check_datasets, register_shapes, write_shapes_coco
+from .entry import one_line_errors, run_entry
 
-__all__ = ['Trainer', 'AtomicCheckpointer', 'argument_parser', 'setup', 'main', 'cli', 'SHAPES_TRAIN', 'SHAPES_TEST']
+__all__ = ['Trainer', 'AtomicCheckpointer', 'argument_parser', 'setup', 'check', 'main', 'cli', 'SHAPES_TRAIN',
+           'SHAPES_TEST']
 
+PROG = 'd2_ext.train_net'
 SHAPES_TRAIN, SHAPES_TEST = 'dlap_shapes_train', 'dlap_shapes_val'
 
 
@@ -83,41 +91,73 @@ class Trainer(DefaultTrainer):
 
 
 def argument_parser() -> argparse.ArgumentParser:
-    """detectron2's ``default_argument_parser`` plus ``--synthetic-shapes N`` and ``--synthetic-size PX``."""
+    """detectron2's ``default_argument_parser`` plus ``--synthetic-shapes N`` and ``--synthetic-size PX``; a bad command
+    line is one line ``d2_ext.train_net: error: ...`` (exit status 2)."""
     p = default_argument_parser()
     p.add_argument('--synthetic-shapes', type=int, default=0, metavar='N',
                    help=f'write N synthetic shape images (+ max(4, N // 4) for testing) under OUTPUT_DIR/shapes, '
                         f'register them as {SHAPES_TRAIN}/{SHAPES_TEST} and use them as DATASETS.TRAIN/TEST with '
                         f'{len(SHAPE_CLASSES)} classes (opts still override)')
     p.add_argument('--synthetic-size', type=int, default=128, metavar='PX', help='synthetic image size (default 128)')
-    return p
+    return one_line_errors(p, PROG)
 
 
-def _use_shapes(cfg: CfgNode, num_images: int, size: int) -> None:
+def _point_at_shapes(cfg: CfgNode, num_images: int, size: int) -> None:
     if num_images < 1 or size < 32:
         raise ValueError(f'--synthetic-shapes/--synthetic-size: need N >= 1 and PX >= 32, got {num_images}, {size}')
-    root = os.path.join(cfg.OUTPUT_DIR, 'shapes')
-    write = comm.get_local_rank() == 0  # one writer per machine, the others wait and register the same files
-    for name, n, seed in ((SHAPES_TRAIN, num_images, 0), (SHAPES_TEST, max(4, num_images // 4), 1)):
-        register_shapes(name, os.path.join(root, name), n, size=(size, size), seed=seed, write=write)
-    comm.synchronize()
     cfg.DATASETS.TRAIN, cfg.DATASETS.TEST = (SHAPES_TRAIN,), (SHAPES_TEST,)
     cfg.MODEL.ROI_HEADS.NUM_CLASSES = cfg.MODEL.RETINANET.NUM_CLASSES = len(SHAPE_CLASSES)
     cfg.INPUT.MASK_FORMAT = 'bitmask'  # the shapes dataset stores RLE masks
 
 
-def setup(args) -> CfgNode:
-    """Config from ``args.config_file`` and ``args.opts`` with ``MODEL.DLAP`` added (and the synthetic shapes
-    datasets with ``args.synthetic_shapes``); frozen."""
+def _register_shapes(cfg: CfgNode, num_images: int, size: int) -> None:
+    """One process per machine (local rank 0) writes the shapes datasets, each file atomically; every process waits
+    at a barrier until they are complete, then registers them."""
+    root = os.path.join(cfg.OUTPUT_DIR, 'shapes')
+    datasets = ((SHAPES_TRAIN, num_images, 0), (SHAPES_TEST, max(4, num_images // 4), 1))
+    if comm.get_local_rank() == 0:
+        for name, n, seed in datasets:
+            write_shapes_coco(os.path.join(root, name), n, (size, size), seed=seed)
+    comm.synchronize()
+    for name, n, seed in datasets:
+        register_shapes(name, os.path.join(root, name), n, size=(size, size), seed=seed, write=False)
+
+
+def _config(args) -> CfgNode:
+    """``MODEL.DLAP`` + ``args.config_file`` + ``args.opts``, pointed at the shapes with ``args.synthetic_shapes``;
+    writes nothing."""
     cfg = get_cfg()
     add_dlap_config(cfg)
     cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(args.opts)
     if getattr(args, 'synthetic_shapes', 0):
-        _use_shapes(cfg, args.synthetic_shapes, args.synthetic_size)
+        _point_at_shapes(cfg, args.synthetic_shapes, args.synthetic_size)
         cfg.merge_from_list(args.opts)  # explicit opts win over the synthetic defaults
+    return cfg
+
+
+def setup(args) -> CfgNode:
+    """Config from ``args.config_file`` and ``args.opts`` with ``MODEL.DLAP`` added (and the synthetic shapes
+    datasets with ``args.synthetic_shapes``); frozen."""
+    cfg = _config(args)
+    if getattr(args, 'synthetic_shapes', 0):
+        _register_shapes(cfg, args.synthetic_shapes, args.synthetic_size)
     cfg.freeze()
     default_setup(cfg, args)
+    return cfg
+
+
+def check(args) -> CfgNode:
+    """What the launching process checks before it starts a run: the config file, the overrides, the ``--synthetic-*``
+    flags, the datasets the run reads, and with several processes the model (built once on the CPU), so that bad input
+    fails once, in one line, not in every process. Returns the config."""
+    cfg = _config(args)
+    check_datasets(cfg, keys=('TEST',) if args.eval_only else ('TRAIN', 'TEST'),
+                   skip=(SHAPES_TRAIN, SHAPES_TEST) if args.synthetic_shapes else ())
+    if args.num_gpus * args.num_machines > 1:
+        cpu = cfg.clone()
+        cpu.MODEL.DEVICE = 'cpu'
+        build_model(cpu)
     return cfg
 
 
@@ -132,11 +172,17 @@ def main(args):
     return trainer.train()
 
 
-def cli(argv: Optional[List[str]] = None) -> None:
-    """Parse ``argv`` (see :func:`argument_parser`) and :func:`main` in ``--num-gpus`` processes."""
-    args = argument_parser().parse_args(argv)
+def _check_and_launch(args) -> None:
+    check(args)
     launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
            dist_url=args.dist_url, args=(args,))
+
+
+def cli(argv: Optional[List[str]] = None) -> None:
+    """Parse ``argv`` (see :func:`argument_parser`), :func:`check` it, then :func:`main` in ``--num-gpus`` processes.
+    Bad input is one line ``d2_ext.train_net: error: ...`` and exit status 2 (:func:`d2_ext.entry.run_entry`)."""
+    args = argument_parser().parse_args(argv)
+    run_entry(PROG, lambda: _check_and_launch(args), detectron2_input_error)
 
 
 if __name__ == '__main__':

@@ -132,18 +132,6 @@ def test_get_cfg_and_import_leave_detectron2_defaults_alone():
     assert cfg.MODEL.BACKBONE.NAME == 'build_dlap_up_backbone' and cfg.MODEL.META_ARCHITECTURE == 'RetinaNet'
 
 
-def test_runner_usage_errors(capsys):
-    from d2_ext.run import main
-
-    with pytest.raises(SystemExit) as e:
-        main(['no_such_tool.py', '--config-file', 'x.yaml'])
-    assert str(e.value) == ("d2_ext.run: script: no such file 'no_such_tool.py'\n"
-                            'usage: python -m d2_ext.run SCRIPT.py [SCRIPT ARGS...]')
-    with pytest.raises(SystemExit) as e:
-        main([])
-    assert e.value.code == 2 and capsys.readouterr().out.startswith('usage: python -m d2_ext.run SCRIPT.py')
-
-
 @pytest.mark.slow
 def test_stock_tool_without_d2_ext_names_it(datasets, tmp_path):
     """Without the runner, detectron2's train_net stops at our first ``_BASE_``, and the path says what is missing."""
