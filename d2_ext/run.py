@@ -13,7 +13,8 @@ With the sal-detectron2 wheel the stock tools are installed as the ``tools`` pac
 
 Bad input (no script, a missing script, or what detectron2 reports while the script reads its config, overrides,
 datasets or checkpoint: see :func:`d2_ext.config.detectron2_input_error`) is one line ``d2_ext.run: error: MESSAGE``
-on stderr and exit status 2; anything unexpected keeps its traceback and exits with status 1 (:mod:`d2_ext.entry`).
+on stderr and exit status 2; anything unexpected keeps its traceback and exits with status 1
+(:mod:`dla_plugins.tools.errors`).
 Errors in processes the script spawns (``--num-gpus N``) are reported by those processes, as without the runner.
 """
 import os
@@ -21,7 +22,7 @@ import sys
 import types
 from typing import Any, Dict, List, Optional
 
-from .entry import fail, run_entry
+from dla_plugins.tools.errors import fail, run_entry
 
 __all__ = ['main', 'SCRIPT_ENV']
 

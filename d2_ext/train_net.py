@@ -11,7 +11,7 @@ and non-finite weights are never saved.
 
 Bad input (the command line, the config file, overrides, the datasets, a model key; with several processes checked in
 the launching process before the others start) is one line ``d2_ext.train_net: error: MESSAGE`` on stderr and exit
-status 2; anything unexpected keeps its traceback and exits with status 1 (:mod:`d2_ext.entry`).
+status 2; anything unexpected keeps its traceback and exits with status 1 (:mod:`dla_plugins.tools.errors`).
 """
 import argparse
 import os
@@ -27,10 +27,10 @@ from detectron2.utils import comm
 
 from dla_plugins.data.synthetic import SHAPE_CLASSES
 from dla_plugins.files import non_finite_keys, save_atomic
+from dla_plugins.tools.errors import one_line_errors, run_entry
 
 from .config import add_dlap_config, detectron2_input_error
 from .data import check_datasets, register_shapes, write_shapes_coco
-from .entry import one_line_errors, run_entry
 
 __all__ = ['Trainer', 'AtomicCheckpointer', 'argument_parser', 'setup', 'check', 'main', 'cli', 'SHAPES_TRAIN',
            'SHAPES_TEST']
@@ -180,7 +180,8 @@ def _check_and_launch(args) -> None:
 
 def cli(argv: Optional[List[str]] = None) -> None:
     """Parse ``argv`` (see :func:`argument_parser`), :func:`check` it, then :func:`main` in ``--num-gpus`` processes.
-    Bad input is one line ``d2_ext.train_net: error: ...`` and exit status 2 (:func:`d2_ext.entry.run_entry`)."""
+    Bad input is one line ``d2_ext.train_net: error: ...`` and exit status 2
+    (:func:`dla_plugins.tools.errors.run_entry`)."""
     args = argument_parser().parse_args(argv)
     run_entry(PROG, lambda: _check_and_launch(args), detectron2_input_error)
 

@@ -1,34 +1,15 @@
-"""What the ``python -m mmseg_ext.*`` entries share: bad input is one line ``error: <message>`` on stderr and exit
-status 2, as the ``dla-plugins`` command; anything unexpected keeps its traceback and exits with status 1.
-
-Bad input is a wrong argument (argparse), a missing file or folder, a bad value (``ValueError``), an unreadable or
-mismatched checkpoint, weights that cannot be fetched or a missing extra. The entries' ``main(argv)`` raises (the
-Python API and its tests see the exception); only ``run_entry`` turns it into the line and the exit status.
+"""The mmseg-specific checks the ``python -m mmseg_ext.*`` entries share: ``--cfg-options`` pairs, files, and data
+folders checked before mmengine's Runner starts. How an entry ends (bad input as one line ``PROG: error: MESSAGE``,
+exit status 2) is :mod:`dla_plugins.tools.errors`; the entries' ``main(argv)`` raises (the Python API and its tests
+see the exception), only their ``__main__`` path goes through :func:`~dla_plugins.tools.errors.run_cli`.
 """
 import argparse
 import os
-import sys
-import traceback
-from typing import Any, Callable, List, NoReturn, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence
 
 from mmengine.config import Config, DictAction
 
-from dla_plugins import CheckpointError
-from dla_plugins._extras import MissingExtraError
-from dla_plugins.weights import WeightsError
-
-__all__ = ['USER_ERRORS', 'EntryParser', 'CfgOptionsAction', 'run_entry', 'check_file', 'check_data_roots']
-
-USER_ERRORS: Tuple[type, ...] = (ValueError, FileNotFoundError, CheckpointError, WeightsError, MissingExtraError)
-
-
-class EntryParser(argparse.ArgumentParser):
-    """``argparse.ArgumentParser`` whose bad arguments are one line ``error: <message>`` (no usage block), status 2."""
-
-    def error(self, message: str) -> NoReturn:
-        print(f'error: {message}', file=sys.stderr)
-        sys.exit(2)
-
+__all__ = ['CfgOptionsAction', 'check_file', 'check_data_roots']
 
 class CfgOptionsAction(DictAction):
     """mmengine's ``DictAction`` (``--cfg-options KEY=VALUE ...``) that names the option for a pair without ``=``."""
@@ -39,20 +20,6 @@ class CfgOptionsAction(DictAction):
         if bad:
             raise argparse.ArgumentError(self, f'KEY=VALUE pairs expected, got {bad[0]!r}')
         super().__call__(parser, namespace, values, option_string)
-
-
-def run_entry(main: Callable[[Optional[List[str]]], int], prog: str, argv: Optional[List[str]] = None) -> int:
-    """Run ``main(argv)``; return its status, 2 after printing bad input as one line, 1 after an unexpected
-    exception's traceback and a line naming ``prog``."""
-    try:
-        return main(argv)
-    except USER_ERRORS as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 2
-    except Exception as e:  # noqa: BLE001 - a bug or a resource failure (out of memory): show where it happened
-        traceback.print_exc()
-        print(f'{prog}: unexpected {type(e).__name__} (traceback above)', file=sys.stderr)
-        return 1
 
 
 def check_file(arg: str, path: str, what: str = 'file') -> str:

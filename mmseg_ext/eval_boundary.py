@@ -14,9 +14,10 @@ from typing import Dict, List, Optional
 import cv2
 import numpy as np
 
+from dla_plugins.tools.errors import one_line_errors, run_cli
+
 from .boundary.bsds import read_bsds_boundaries
 from .boundary.evaluation import BSDS_MAX_DIST, MATCHERS, default_thresholds, evaluate_many, summarize
-from .entry import EntryParser, run_entry
 
 __all__ = ['main', 'build_parser', 'evaluate_dirs', 'read_prediction']
 
@@ -76,7 +77,7 @@ def evaluate_dirs(pred_dir: str, gt_dir: str, thresholds=99, max_dist: float = B
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = EntryParser(prog=PROG, description=__doc__.splitlines()[0])
+    p = one_line_errors(argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0]))
     p.add_argument('pred_dir', metavar='PRED_DIR', help='<id>.png (8-bit) or <id>.npy boundary maps')
     p.add_argument('gt_dir', metavar='GT_DIR', help='<id>.mat (BSDS groundTruth) or <id>.png boundary maps')
     p.add_argument('--thresholds', type=int, default=99, help='number of thresholds (default 99, the benchmark)')
@@ -103,4 +104,4 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(run_entry(main, PROG))
+    sys.exit(run_cli(PROG, main))

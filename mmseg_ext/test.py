@@ -6,8 +6,10 @@ from typing import List, Optional
 
 from mmengine.runner import Runner
 
+from dla_plugins.tools.errors import one_line_errors, run_cli
+
 from .dist import prepare_launcher
-from .entry import CfgOptionsAction, EntryParser, check_data_roots, check_file, run_entry
+from .entry import CfgOptionsAction, check_data_roots, check_file
 from .train import load_config
 
 __all__ = ['main', 'build_parser']
@@ -16,7 +18,7 @@ PROG = 'python -m mmseg_ext.test'
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = EntryParser(prog=PROG, description='Evaluate an mmseg checkpoint.')
+    p = one_line_errors(argparse.ArgumentParser(prog=PROG, description='Evaluate an mmseg checkpoint.'))
     p.add_argument('config', help='config file')
     p.add_argument('checkpoint', help='checkpoint saved by mmengine (or a state_dict of the whole segmentor)')
     p.add_argument('--work-dir', help='where the evaluation log goes (default: work_dirs/<config name>)')
@@ -40,4 +42,4 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(run_entry(main, PROG))
+    sys.exit(run_cli(PROG, main))

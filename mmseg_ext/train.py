@@ -20,9 +20,11 @@ from typing import List, Optional
 from mmengine.config import Config
 from mmengine.runner import Runner
 
+from dla_plugins.tools.errors import one_line_errors, run_cli
+
 from .checkpointing import latest_checkpoint, protect_config
 from .dist import prepare_launcher
-from .entry import CfgOptionsAction, EntryParser, check_data_roots, check_file, run_entry
+from .entry import CfgOptionsAction, check_data_roots, check_file
 
 __all__ = ['main', 'build_parser', 'load_config', 'enable_amp']
 
@@ -30,7 +32,7 @@ PROG = 'python -m mmseg_ext.train'
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = EntryParser(prog=PROG, description='Train an mmseg model (DLA plugins).')
+    p = one_line_errors(argparse.ArgumentParser(prog=PROG, description='Train an mmseg model (DLA plugins).'))
     p.add_argument('config', help='config file')
     p.add_argument('--work-dir', help='where logs and checkpoints go (default: work_dirs/<config name>)')
     p.add_argument('--resume', nargs='?', const='auto', default=None, metavar='CKPT',
@@ -93,4 +95,4 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(run_entry(main, PROG))
+    sys.exit(run_cli(PROG, main))

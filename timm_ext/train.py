@@ -57,12 +57,13 @@ from tqdm.auto import tqdm
 from dla_plugins import DLA
 from dla_plugins.data.synthetic import SHAPE_CLASSES, render_shapes
 from dla_plugins.files import non_finite_keys, read_checkpoint, save_atomic
-from dla_plugins.tools.errors import run_cli
+from dla_plugins.tools.errors import one_line_errors, run_cli
 from timm_ext import checkpoint_filter_fn  # importing timm_ext registers the DLA models
 from timm_ext.datasets import DATASETS, create_datasets
 from timm_ext.recipes import RECIPES, recipe_defaults
 from timm_ext.transforms import with_colour_noise
 
+PROG = 'python -m timm_ext.train'
 __all__ = ['build_parser', 'parse_args', 'main', 'train', 'make_synthetic_imagefolder', 'demo', 'Run', 'Parts',
            'TrainState', 'LossMeter', 'check_model_name', 'setup_run', 'build_model', 'build_loaders',
            'build_optimizer', 'resume', 'train_one_epoch', 'validate', 'save_checkpoint']
@@ -82,7 +83,7 @@ def make_synthetic_imagefolder(root: os.PathLike, num_train: int = 320, num_val:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog='python -m timm_ext.train', description=__doc__.split('\n')[0],
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split('\n')[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument('--recipe', default=None, choices=list(RECIPES),
                    help="the paper's hyper-parameters: paper-imagenet (§5.1), paper-finegrained (§5.2); they replace "
@@ -156,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--synthetic-train', type=int, default=320, help='images in the synthetic train split')
     p.add_argument('--synthetic-val', type=int, default=128, help='images in the synthetic val split')
     p.add_argument('--demo', action='store_true', help='synthetic data + short CPU training + [timm] summary line')
-    return p
+    return one_line_errors(p)
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -664,7 +665,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     missing or unreadable file, a missing extra, weights that cannot be fetched) is one line ``error: ...`` on stderr
     and exit code 2; anything else (a bug, out of memory, a non-finite loss) keeps its traceback (exit code 1)."""
     args = parse_args(argv)
-    return run_cli('', lambda: _run(args), reraise=True)
+    return run_cli(PROG, lambda: _run(args), reraise=True)
 
 
 if __name__ == '__main__':

@@ -9,9 +9,9 @@ import pytest
 from mmengine.registry import init_default_scope
 from mmseg.registry import DATASETS
 
+from dla_plugins.tools.errors import run_cli
 from mmseg_ext import get_config_file
 from mmseg_ext.demo import majority_class_miou
-from mmseg_ext.entry import run_entry
 from mmseg_ext.synthetic import write_camvid_layout
 from mmseg_ext.train import PROG as TRAIN
 from mmseg_ext.train import main as train_main
@@ -70,7 +70,7 @@ def test_missing_and_corrupt_label_maps(tmp_path):
 def test_entries_print_bad_input_as_one_line(tmp_path, entry, args, message):
     out = subprocess.run([sys.executable, '-m', f'mmseg_ext.{entry}', *args], cwd=tmp_path, capture_output=True,
                          text=True, env=subprocess_env(), timeout=300)
-    assert (out.returncode, out.stderr, out.stdout) == (2, f'error: {message}\n', '')
+    assert (out.returncode, out.stderr, out.stdout) == (2, f'python -m mmseg_ext.{entry}: error: {message}\n', '')
 
 
 def test_bad_options_and_missing_data_are_one_line(tmp_path, monkeypatch, capsys):
@@ -82,18 +82,20 @@ def test_bad_options_and_missing_data_are_one_line(tmp_path, monkeypatch, capsys
             (['--cfg-options', 'train_cfg.max_iters'], "argument --cfg-options: KEY=VALUE pairs expected, got "
                                                        "'train_cfg.max_iters'")):
         with pytest.raises(SystemExit) as e:
-            run_entry(train_main, TRAIN, [CITYSCAPES, *args])
-        assert (e.value.code, capsys.readouterr().err) == (2, f'error: {message}\n')
+            train_main([CITYSCAPES, *args])
+        assert (e.value.code, capsys.readouterr().err) == (2, f'{TRAIN}: error: {message}\n')
     nowhere = str(tmp_path / 'nowhere')
     args = [CITYSCAPES, '--work-dir', str(tmp_path / 'work'), '--cfg-options',
             f'train_dataloader.dataset.data_root={nowhere}']
-    assert run_entry(train_main, TRAIN, args) == 2
-    assert capsys.readouterr().err == (f"error: train_dataloader.dataset.data_root: no such folder {nowhere!r}; set it "
+    assert run_cli(TRAIN, lambda: train_main(args)) == 2
+    assert capsys.readouterr().err == (f"{TRAIN}: error: train_dataloader.dataset.data_root: no such folder "
+                                       f"{nowhere!r}; set it "
                                        f"with --cfg-options train_dataloader.dataset.data_root=PATH\n")
     monkeypatch.chdir(tmp_path)
-    assert run_entry(train_main, TRAIN, [get_config_file('dla34_boundary_bsds500.py')]) == 2
+    assert run_cli(TRAIN, lambda: train_main([get_config_file('dla34_boundary_bsds500.py')])) == 2
     key = 'train_dataloader.dataset.datasets.0.data_root'
-    assert capsys.readouterr().err == (f"error: {key}: no such folder 'data/BSR/BSDS500/data/' (relative to the "
+    assert capsys.readouterr().err == (f"{TRAIN}: error: {key}: no such folder 'data/BSR/BSDS500/data/' "
+                                       f"(relative to the "
                                        f"working directory {str(tmp_path)!r}); set it with --cfg-options {key}=PATH\n")
     assert not (tmp_path / 'work').exists() and not (tmp_path / 'work_dirs').exists()  # stopped before the Runner
 
@@ -102,7 +104,7 @@ def test_unexpected_errors_keep_their_traceback(capsys):
     def broken(argv):
         raise RuntimeError(f'out of memory with {argv}')
 
-    assert run_entry(broken, TRAIN, ['x']) == 1
+    assert run_cli(TRAIN, lambda: broken(['x'])) == 1
     err = capsys.readouterr().err
     assert err.startswith('Traceback (most recent call last):\n') and "RuntimeError: out of memory with ['x']\n" in err
     assert err.endswith('python -m mmseg_ext.train: unexpected RuntimeError (traceback above)\n')

@@ -88,7 +88,8 @@ def test_bad_input_is_one_line_and_exit_code_2(tmp_path):
     proc = subprocess.run([sys.executable, '-m', 'timm_ext.train', '--dataset', 'cub', '--data-dir', str(tmp_path)],
                           capture_output=True, text=True, env=subprocess_env(), cwd=ROOT, timeout=120)
     assert proc.returncode == 2 and proc.stdout == ''
-    assert proc.stderr == (f"error: dataset 'cub': missing {cub / 'train_test_split.txt'}; expected the official "
+    assert proc.stderr == (f"python -m timm_ext.train: error: dataset 'cub': missing {cub / 'train_test_split.txt'}; "
+                           f"expected the official "
                            f"CUB-200-2011 layout: <data_dir>/CUB_200_2011/{{images.txt, train_test_split.txt, "
                            f"image_class_labels.txt, classes.txt, images/}} (--data-dir is the folder holding "
                            f"CUB_200_2011/, or CUB_200_2011/ itself)\n")
@@ -105,14 +106,14 @@ def test_bad_input_is_one_line_and_exit_code_2(tmp_path):
      "resume: no such file 'nope.pth' (a last.pth written by timm_ext.train, or 'auto')"),
 ])
 def test_main_reports_bad_input_in_one_line(tmp_path, monkeypatch, capsys, argv, message):
-    """Each bad flag: ``main`` prints ``error: <message naming the flag>`` on stderr alone and returns 2, before any
-    data is read or any model is built."""
+    """Each bad flag: ``main`` prints ``PROG: error: <message naming the flag>`` on stderr alone and returns 2, before
+    any data is read or any model is built."""
     import timm
 
     monkeypatch.chdir(tmp_path)
     assert trainer.main(argv + ['--device', 'cpu', '--output', str(tmp_path)]) == 2
     out, err = capsys.readouterr()
-    assert out == '' and err == 'error: ' + message.format(n=len(timm.list_models())) + '\n'
+    assert out == '' and err == 'python -m timm_ext.train: error: ' + message.format(n=len(timm.list_models())) + '\n'
 
 
 def test_unexpected_errors_keep_their_traceback(tmp_path):
