@@ -14,6 +14,7 @@ from detectron2.modeling.backbone.fpn import FPN, LastLevelMaxPool, LastLevelP6P
 
 from dla_plugins import DLAUp, create_dla, get_norm_layer
 from dla_plugins.backbone import STAGES
+from dla_plugins.checkpoint.guard import guard_load
 
 __all__ = [
     'DLABackbone', 'DLAUpNeck', 'dlap_norm', 'NORMS', 'TOP_BLOCKS', 'build_dlap_backbone', 'build_dlap_fpn_backbone',
@@ -67,8 +68,8 @@ class DLABackbone(Backbone):
             raise ValueError(f'out_features: unknown level(s) {bad}; allowed: {list(LEVELS)}')
         if not isinstance(freeze_at, int) or not 0 <= freeze_at <= len(STAGES):
             raise ValueError(f'freeze_at: must be an integer in 0..{len(STAGES)}, got {freeze_at!r}')
-        self.dla = create_dla(arch, num_classes=0, in_chans=in_chans, output_stride=output_stride,
-                              norm_layer=dlap_norm(norm))
+        self.dla = guard_load(create_dla(arch, num_classes=0, in_chans=in_chans, output_stride=output_stride,
+                                         norm_layer=dlap_norm(norm)), 'DLA')  # detectron2 loads non-strictly
         self.dla.set_grad_checkpointing(grad_checkpointing)
         self._indices = [LEVELS.index(f) for f in out_features]
         self._out_features = out_features
@@ -136,8 +137,9 @@ class DLAUpNeck(Backbone):
         self.bottom_up = bottom_up
         self.in_features = in_features
         chans = [shapes[f].channels for f in in_features]
-        self.dla_up = DLAUp(chans, strides, node_type=node_type, norm_layer=dlap_norm(norm, 'norm'), flavor=flavor,
-                            bias=bias, node_kernel=node_kernel, final_ida=final_ida, dcn_impl=dcn_impl)
+        self.dla_up = guard_load(DLAUp(chans, strides, node_type=node_type, norm_layer=dlap_norm(norm, 'norm'),
+                                       flavor=flavor, bias=bias, node_kernel=node_kernel, final_ida=final_ida,
+                                       dcn_impl=dcn_impl), 'DLAUp', all_or_nothing=True)
         self.output_convs = nn.ModuleList()
         for c in chans:
             if out_channels:

@@ -64,5 +64,11 @@ class Detectron2Layout(HostLayout):
     def checkpoint(self, state: StateDict, source_layout: str, variant: str) -> Dict[str, Any]:
         return {'model': state, '__author__': 'dla-plugins', 'matching_heuristics': False}
 
+    def cached_checkpoint(self, state: StateDict, source_layout: str, variant: str) -> Dict[str, Any]:
+        """For ``dlap://`` names: the DLA at ``dla.*`` (DLA-Up at ``dla_up.*``), matched by name into whichever
+        ``build_dlap_*`` backbone loads it (the backbones' load guard keeps the load strict)."""
+        stripped = {next(k[len(p):] for p in MODULE_PARENTS + ('',) if k.startswith(p)): v for k, v in state.items()}
+        return {'model': stripped, '__author__': 'dla-plugins', 'matching_heuristics': True}
+
 
 LAYOUT = Detectron2Layout()

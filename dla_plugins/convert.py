@@ -8,6 +8,7 @@ import json
 import os
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Union
 
 import torch
@@ -19,8 +20,13 @@ from .factory import create_dla
 from .files import CheckpointError, StateDict, read_state_dict, save_atomic, unwrap_state_dict
 from .seg import DLASeg
 from .variants import VARIANTS
+from .weights import cache_record, fetch
 
-__all__ = ['targets', 'Converted', 'infer_variant', 'convert', 'convert_checkpoint', 'format_options']
+__all__ = ['targets', 'Converted', 'infer_variant', 'convert', 'convert_checkpoint', 'format_options',
+           'CONVERTER_VERSION', 'HostFile', 'host_file']
+
+CONVERTER_VERSION = 1
+"""The version of what :func:`convert` writes; a cached host file of another version is converted again."""
 
 
 
@@ -177,3 +183,38 @@ def convert_checkpoint(src: str, dst: str, variant: Optional[str] = None, to: st
     bar.update()
     bar.close()
     return out
+
+
+@dataclass
+class HostFile:
+    """A registry file converted for a host (:func:`host_file`): the file and what the load line needs."""
+
+    path: Path
+    name: str
+    variant: str
+    network: Dict[str, Any]
+    skipped: List[str]
+
+
+def host_file(name: str, host: str) -> HostFile:
+    """Registry file ``name`` converted for ``host`` once per (file sha256, :data:`CONVERTER_VERSION`): cached beside
+    the fetched file as ``<host>-<sha256[:16]>-v<N>.pth`` (the layout's
+    :meth:`~dla_plugins.checkpoint.hosts.HostLayout.cached_checkpoint`) with a ``.json`` of its variant, network and
+    skipped keys; other conversions of it for ``host`` (stale) are removed. Ranks that race convert once (a lock)."""
+    from filelock import FileLock
+
+    src = Path(fetch(name))
+    stem = src.parent / f'{host}-{cache_record(name).sha256[:16]}-v{CONVERTER_VERSION}'
+    dst, info = stem.with_suffix('.pth'), stem.with_suffix('.json')
+    with FileLock(str(src.parent / '.convert.lock')):
+        if not (dst.is_file() and info.is_file()):
+            out = convert(str(src), host)
+            layout = host_layout(host)
+            save_atomic(layout.cached_checkpoint(out.state, out.report.layout, out.variant), dst)
+            skipped = sorted(out.report.skipped) + out.report.dropped_classifier
+            save_atomic(json.dumps(dict(variant=out.variant, network=out.network, skipped=skipped)).encode(), info)
+        for stale in src.parent.glob(f'{host}-*'):
+            if stale not in (dst, info) and stale.suffix in ('.pth', '.json'):
+                stale.unlink()
+        meta = json.loads(info.read_text())
+    return HostFile(dst, name, meta['variant'], meta['network'], meta['skipped'])

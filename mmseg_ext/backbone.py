@@ -14,6 +14,7 @@ from mmseg.registry import MODELS
 
 from dla_plugins import CheckpointError, create_dla, load_checkpoint
 from dla_plugins.backbone import NUM_LEVELS, STAGES
+from dla_plugins.checkpoint.guard import guard_load
 from dla_plugins.files import weights_name
 
 __all__ = ['DLA', 'NORM_TYPES', 'norm_layer_from_cfg']
@@ -105,8 +106,8 @@ class DLA(BaseModule):
             raise ValueError(f'frozen_stages: must be an integer in -1..{len(STAGES) - 1}, got {frozen_stages!r}')
         self.arch, self.out_indices = arch, out_indices
         self.frozen_stages, self.norm_eval = frozen_stages, norm_eval
-        self.body = create_dla(arch, num_classes=0, in_chans=in_channels, output_stride=output_stride,
-                               norm_layer=norm_layer_from_cfg(norm_cfg))
+        self.body = guard_load(create_dla(arch, num_classes=0, in_chans=in_channels, output_stride=output_stride,
+                                          norm_layer=norm_layer_from_cfg(norm_cfg)), 'DLA')  # mmengine: non-strict
         if with_cp:
             self.body.set_grad_checkpointing(True)
         info = self.body.feature_info

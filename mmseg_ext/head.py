@@ -6,6 +6,7 @@ from mmseg.models.decode_heads.decode_head import BaseDecodeHead
 from mmseg.registry import MODELS
 
 from dla_plugins import DLAUp
+from dla_plugins.checkpoint.guard import guard_load
 
 from .backbone import norm_layer_from_cfg
 
@@ -56,9 +57,10 @@ class DLAUpHead(BaseDecodeHead):
         super().__init__(list(in_channels), in_channels[0], input_transform='multiple_select', norm_cfg=norm_cfg,
                          **kwargs)
         self.strides = list(strides)
-        self.dla_up = DLAUp(list(in_channels), self.strides, node_type=node_type,
-                            norm_layer=norm_layer_from_cfg(norm_cfg), flavor=flavor, bias=bias,
-                            node_kernel=node_kernel, final_ida=final_ida, dcn_impl=dcn_impl)
+        self.dla_up = guard_load(DLAUp(list(in_channels), self.strides, node_type=node_type,
+                                       norm_layer=norm_layer_from_cfg(norm_cfg), flavor=flavor, bias=bias,
+                                       node_kernel=node_kernel, final_ida=final_ida, dcn_impl=dcn_impl),
+                                 'DLAUp', all_or_nothing=True)
 
     def _check_strides(self, feats: List[torch.Tensor]) -> None:
         h0, s0 = feats[0].shape[-2], self.strides[0]

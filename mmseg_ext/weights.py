@@ -1,16 +1,20 @@
 """Registry weights by name in mmengine: ``'dlap://NAME'`` (:mod:`dla_plugins.weights`) wherever mmengine loads a
 checkpoint (``load_from``, ``init_cfg=dict(type='Pretrained', checkpoint=...)`` of any module, ``tools/test.py``),
-through mmengine's public ``CheckpointLoader.register_scheme``. The file is fetched on first use, converted to
-mmseg's layout (``DLA`` backbone at ``backbone.body.``, a DLA-Up at ``decode_head.``) and one line is logged. The
-``DLA`` backbone's own ``init_cfg`` goes through the core loader instead (strict, see ``DLA.init_weights``)."""
+through mmengine's public ``CheckpointLoader.register_scheme``. The file is fetched on first use and converted to
+mmseg's layout once per file hash and converter version (:func:`dla_plugins.convert.host_file`: ``DLA`` backbone at
+``backbone.body.``, a DLA-Up at ``decode_head.``), then read with the caller's ``map_location``. mmengine loads
+non-strictly, but our ``DLA`` and ``DLAUpHead`` refuse a file that does not fit them
+(:func:`dla_plugins.checkpoint.guard.guard_load`); the one log line is written after the load. The ``DLA``
+backbone's own ``init_cfg`` goes through the core loader instead (strict, see ``DLA.init_weights``)."""
 from typing import Any, Dict, Optional
 
+import torch
 from mmengine.logging import MMLogger
 from mmengine.runner import CheckpointLoader
 
-from dla_plugins.convert import convert
+from dla_plugins.checkpoint.guard import note_registry_file
+from dla_plugins.convert import host_file
 from dla_plugins.files import WEIGHTS_SCHEME, weights_name
-from dla_plugins.weights import load_line
 
 __all__ = ['load_from_dlap']
 
@@ -18,10 +22,9 @@ __all__ = ['load_from_dlap']
 def load_from_dlap(filename: str, map_location: Optional[Any] = None) -> Dict[str, Any]:
     """mmengine checkpoint loader for ``'dlap://NAME'``: ``{'state_dict': <mmseg layout>, 'meta': {...}}``."""
     name = weights_name(filename)
-    out = convert(filename, 'mmseg')
-    MMLogger.get_current_instance().info(
-        load_line(name, len(out.state), list(out.report.skipped) + out.report.dropped_classifier, 'the mmseg layout'))
-    ckpt = out.checkpoint()
+    out = host_file(name, 'mmseg')
+    note_registry_file(name, out.variant, out.network, out.skipped, MMLogger.get_current_instance())
+    ckpt = torch.load(out.path, map_location=map_location or 'cpu', weights_only=True)
     ckpt['meta']['dlap'] = name
     return ckpt
 

@@ -54,6 +54,11 @@ class HostLayout:
         """The object the host's loader reads from the written file."""
         raise NotImplementedError
 
+    def cached_checkpoint(self, state: StateDict, source_layout: str, variant: str) -> Any:
+        """What the cached conversion of a registry file holds (a host's ``dlap://`` path loads it): by default the
+        same as :meth:`checkpoint`."""
+        return self.checkpoint(state, source_layout, variant)
+
     def keys_from_host(self, keys: Sequence[str]) -> Optional[Dict[str, str]]:
         """Host key -> our key for the keys of a file this host wrote (its own checkpoints, e.g. after training), or
         None when no DLA sits under this host's prefixes. Keys of the host's other modules (heads, FPN) are left out."""

@@ -70,7 +70,7 @@ def _assert_imagenet_loaded(out, out_dir, env, served, prefix='backbone.bottom_u
     lines = [line for line in out.splitlines() if 'weights dla34.in1k: ' in line]
     assert len(lines) == 1 and lines[0].endswith(
         f"weights dla34.in1k: from mirror {env['DLA_PLUGINS_MIRROR']}/dla34.in1k/pytorch_model.bin (recorded at first "
-        f'download); loaded {n} tensors into the detectron2 DLA (matched by name: backbone[.bottom_up].dla*); '
+        f'download); loaded {n} tensors into DLA(dla34); '
         'skipped 2 (fc.weight, fc.bias)'), lines
     final = torch.load(os.path.join(out_dir, 'model_final.pth'), weights_only=True)['model']
     fixed = [k for k in served if not k.endswith('num_batches_tracked') and (

@@ -4,12 +4,13 @@ and the mmseg ``DLA`` ``init_cfg``, detectron2's ``PathManager`` handler behind 
 mirror serves ``dla46_c.in1k``; every loaded tensor equals the served one and nothing else is contacted."""
 import logging
 import os
+import re
 
 import pytest
 import torch
 import torch.nn as nn
 
-from dla_plugins import DLASeg, create_dla, load_checkpoint, weights
+from dla_plugins import CheckpointError, DLASeg, create_dla, load_checkpoint, weights
 from dla_plugins.weights import WeightsError
 from tests.weights.mirror import UNPINNED_FILE, in1k_mirror, served_state
 
@@ -149,5 +150,71 @@ def test_detectron2_weights_by_name_load_into_every_backbone(served, config, bui
     assert converted[0].stat().st_mtime_ns == mtime
     n = sum(1 for k, v in served.items() if not k.startswith('fc.') and not k.endswith('num_batches_tracked'))
     assert _lines(caplog, f'weights {NAME}: ')[0] == (
-        f'weights {NAME}: from {_source()} (recorded at first download); loaded {n} tensors into the detectron2 DLA '
-        '(matched by name: backbone[.bottom_up].dla*); skipped 2 (fc.weight, fc.bias)')
+        f'weights {NAME}: from {_source()} (recorded at first download); loaded {n} tensors into DLA(dla46_c); '
+        'skipped 2 (fc.weight, fc.bias)')
+
+
+WRONG = (r"checkpoint does not fit DLA\(dla34\) at '{prefix}': \d+ of its \d+ tensors are missing or mis-shaped in "
+         r"the checkpoint; the file is weights dla46_c.in1k: DLA of dla46_c\n  (missing|mis-shaped): ")
+
+
+@pytest.mark.parametrize('config,prefix', [('faster_rcnn_dla34_fpn_1x.yaml', 'backbone.bottom_up.dla.'),
+                                           ('retinanet_dla34_up_1x.yaml', 'backbone.bottom_up.dla.')])
+def test_detectron2_refuses_weights_of_another_variant(served, config, prefix):
+    """The shipped dla34 config with another variant's weights by name: detectron2 alone would load non-strictly and
+    train from random weights; our backbone refuses, naming the model's DLA and the file's."""
+    from detectron2.checkpoint import DetectionCheckpointer
+    from detectron2.modeling import build_model
+
+    import d2_ext
+
+    cfg = d2_ext.get_cfg()
+    cfg.merge_from_file(d2_ext.get_config_file(config))
+    cfg.MODEL.WEIGHTS, cfg.MODEL.DEVICE = f'dlap://{NAME}', 'cpu'
+    with pytest.raises(CheckpointError, match=WRONG.format(prefix=re.escape(prefix))):
+        DetectionCheckpointer(build_model(cfg)).load(cfg.MODEL.WEIGHTS)
+
+
+def test_mmengine_refuses_weights_of_another_variant_and_converts_once(served):
+    from mmengine.runner import CheckpointLoader
+    from mmengine.runner import load_checkpoint as mm_load_checkpoint
+    from mmseg.registry import MODELS
+
+    import mmseg_ext  # noqa: F401
+
+    holder = nn.Module()
+    holder.backbone = MODELS.build(dict(type='DLA', arch='dla34'))
+    with pytest.raises(CheckpointError, match=WRONG.format(prefix=re.escape('backbone.body.'))):
+        mm_load_checkpoint(holder, f'dlap://{NAME}')  # mmengine's default: strict=False
+    converted = sorted((weights.cache_dir() / NAME).glob('mmseg-*'))
+    assert [p.suffix for p in converted] == ['.json', '.pth']
+    mtime = converted[1].stat().st_mtime_ns
+    ckpt = CheckpointLoader.load_checkpoint(f'dlap://{NAME}', map_location='meta')  # the caller's map_location
+    assert {v.device.type for v in ckpt['state_dict'].values()} == {'meta'}
+    assert converted[1].stat().st_mtime_ns == mtime  # not converted again
+    stale = converted[1].with_name('mmseg-0123456789abcdef-v0.pth')
+    stale.write_bytes(b'old')
+    CheckpointLoader.load_checkpoint(f'dlap://{NAME}')
+    assert not stale.exists()  # another hash or converter version: removed
+
+
+@pytest.mark.slow
+def test_train_net_refuses_weights_of_another_variant(tmp_path):
+    """Through detectron2's DefaultTrainer (``python -m d2_ext.train_net``): one error, exit code 2, no training."""
+    import subprocess
+    import sys
+
+    import d2_ext
+    from tests.helpers import ROOT
+
+    with in1k_mirror(tmp_path, 'dla46_c') as (env, _):
+        out = subprocess.run([sys.executable, '-m', 'd2_ext.train_net', '--config-file',
+                              d2_ext.get_config_file('faster_rcnn_dla34_fpn_1x.yaml'), '--synthetic-shapes', '4',
+                              '--synthetic-size', '64', 'MODEL.WEIGHTS', f'dlap://{NAME}', 'MODEL.DEVICE', 'cpu',
+                              'OUTPUT_DIR', str(tmp_path / 'out'), 'SOLVER.MAX_ITER', '2', 'DATALOADER.NUM_WORKERS',
+                              '0', 'SOLVER.IMS_PER_BATCH', '2'], cwd=ROOT, env=env, capture_output=True, text=True,
+                             timeout=600)
+    assert out.returncode == 2, out.stderr[-3000:]
+    assert re.search('d2_ext.train_net: error: ' + WRONG.format(prefix=re.escape('backbone.bottom_up.dla.')),
+                     out.stderr), out.stderr[-3000:]
+    assert not (tmp_path / 'out' / 'model_final.pth').exists()
