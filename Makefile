@@ -1,6 +1,9 @@
 # dla-plugins: `make demo` sets up and runs the main job; `make test` sets up and runs the whole suite.
 PY := .venv/bin/python
 PYTEST_ARGS ?=
+# Two workers on CI's 2 cores; a test file stays on one worker (its module fixtures are built once).
+PYTEST_WORKERS ?= 2
+XDIST := -n $(PYTEST_WORKERS) --dist loadfile
 
 .PHONY: setup demo test test-fast lint bench gpu-wheels gpu-check-smoke clean
 
@@ -18,10 +21,10 @@ lint: setup
 	.venv/bin/ruff check .
 
 test: lint
-	$(PY) -m pytest -p no:cacheprovider --durations=15 $(PYTEST_ARGS)
+	$(PY) -m pytest -p no:cacheprovider $(XDIST) --durations=25 $(PYTEST_ARGS)
 
 test-fast: lint  # the quick subset: everything not marked slow
-	$(PY) -m pytest -p no:cacheprovider -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -p no:cacheprovider $(XDIST) -m "not slow" $(PYTEST_ARGS)
 
 bench: setup
 	$(PY) -m benchmarks.bench

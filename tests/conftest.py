@@ -6,7 +6,8 @@ import tempfile
 import pytest
 import torch
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# One thread per pytest-xdist worker (``make test`` runs one worker per core), else up to two.
+torch.set_num_threads(1 if os.environ.get('PYTEST_XDIST_WORKER') else max(1, min(2, os.cpu_count() or 1)))
 
 # No test reaches the internet for weights: registry names ('dlap://...') resolve from an empty per-run cache only
 # (a shipped config that names weights fails with the WeightsError unless a test serves them on loopback). Set here,

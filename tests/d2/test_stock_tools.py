@@ -164,7 +164,8 @@ def test_stock_train_net_trains_and_evaluates(datasets, tmp_path):
 def test_stock_train_net_evaluates_in_two_spawned_processes(datasets, tmp_path):
     """``--num-gpus 2``: detectron2's launch spawns two processes (gloo on the CPU); each gets d2_ext's set-up
     from the runner (plain ``runpy`` would leave them without it), and inference is split over both."""
-    rc, out = _run(['-m', 'd2_ext.run', os.path.join(TOOLS, 'train_net.py'), '--num-gpus', '2', '--eval-only',
+    rc, out = _run(['-m', 'd2_ext.run', os.path.join(TOOLS, 'train_net.py'), '--num-gpus', '2', '--dist-url', 'auto',
+                    '--eval-only',
                     '--config-file', d2_ext.get_config_file('faster_rcnn_dla34_fpn_1x.yaml'), *TINY,
                     'MODEL.ROI_HEADS.SCORE_THRESH_TEST', '0.0', 'OUTPUT_DIR', str(tmp_path / 'out')],
                    datasets, tmp_path)
