@@ -249,10 +249,11 @@ def _download(entry: WeightEntry, src: Source, folder: Path, timeout: float, pro
 
 @contextmanager
 def _locked(folder: Path, read_only_ok: bool) -> Iterator[bool]:
-    """Hold ``<folder>/.lock`` (waiting while another process holds it); yields whether the cache may be written.
+    """Hold ``<folder>/.lock`` (waiting while another process holds it); yields whether the cache may be written:
+    False when the folder is read-only and ``read_only_ok`` (offline: a read-only cache still serves verified files).
 
     Raises:
-        WeightsError: the folder cannot be written and ``read_only_ok`` is False.
+        OSError: the folder cannot be written and ``read_only_ok`` is False.
     """
     from filelock import FileLock, Timeout
 
@@ -265,12 +266,9 @@ def _locked(folder: Path, read_only_ok: bool) -> Iterator[bool]:
             log.info('%s: another process is writing it; waiting for %s', folder.name, folder / '.lock')
             lock.acquire()
     except OSError as e:
-        if e.errno not in _READ_ONLY:
+        if e.errno not in _READ_ONLY or not read_only_ok:
             raise
-        if not read_only_ok:
-            raise WeightsError(f'weights: cannot write the cache folder {folder} ({e.strerror}); set {ENV_HOME} to '
-                               'a writable folder') from None
-        yield False  # a read-only cache still serves verified files
+        yield False
         return
     try:
         yield True

@@ -242,7 +242,7 @@ def hub_file(src: Source, part: Path, timeout: float, progress: bool, desc: str,
         return place(found, part, link=True)
     url = hub.hf_hub_url(src.where, src.file, revision=src.revision, endpoint=hf_endpoint())
     try:
-        meta = hub.get_hf_file_metadata(url, timeout=timeout, endpoint=hf_endpoint())
+        meta = hub.get_hf_file_metadata(url, timeout=timeout)
     except Exception as e:  # huggingface_hub raises its own, httpx's and OS errors
         raise SourceFailed(_hub_reason(e, timeout)) from None
     found = meta.commit_hash and hub.try_to_load_from_cache(src.where, src.file, cache_dir=cache,
