@@ -223,10 +223,11 @@ def _hub_reason(e: BaseException, timeout: float) -> str:
 
 
 def hub_file(src: Source, part: Path, timeout: float, progress: bool, desc: str, local_only: bool = False) -> None:
-    """A hub file: the Hugging Face cache when it holds this revision; else one metadata request through
-    huggingface_hub (endpoint, token; no retries, ``timeout`` seconds) and the bytes through :func:`http_get` (our
-    timeout, resume rule and retries: huggingface_hub's own download retries would ignore them). Plain HTTP when
-    huggingface_hub is not installed."""
+    """A hub file. Offline (``local_only``): the Hugging Face cache's copy of the source's revision. Online: one
+    metadata request through huggingface_hub (endpoint, token; ``timeout`` seconds, no retries), then the Hugging Face
+    cache's copy of the commit the hub names, else the bytes through :func:`http_get` (our timeout, resume rule and
+    retries; huggingface_hub's own download retries would ignore them). Plain HTTP when huggingface_hub is not
+    installed. The Hugging Face cache is read, never written."""
     try:
         import huggingface_hub as hub
     except ImportError:
