@@ -3,16 +3,20 @@
 Cache layout (``$DLA_PLUGINS_HOME``, default ``~/.cache/dla-plugins/weights``)::
 
     <home>/<name>/<file>          the verified file (its source's file name, e.g. dla34.in1k/model.safetensors)
-    <home>/<name>/record.json     where it came from, its sha256 and size and how they were verified
-    <home>/<name>/.part-<id>-<file>  a partial download from one source (resumed with HTTP Range)
-    <home>/<name>/.lock           the file lock: concurrent processes download once
+    <home>/<name>/record.json     where it came from, its sha256, size and stat stamp, and how it was verified
+    <home>/<name>/.part-<id>-<file>  a partial download from one source (+ ``.validator``: its ETag/Last-Modified)
+    <home>/<name>/.lock           the file lock held by every write: concurrent processes download once
 
 A mirror (``$DLA_PLUGINS_MIRROR``: an http(s) base URL or a local folder) uses the same layout, so a cache folder
 served by any web server, or copied to an air-gapped machine, is a mirror: ``<mirror>/<name>/<file>``, tried first for
 each of the entry's file names. ``DLA_PLUGINS_OFFLINE=1`` (or ``HF_HUB_OFFLINE=1``) turns downloads off: only the
 cache (and the Hugging Face cache, for hub files) is used.
+
+A cached file is re-hashed when its (size, mtime_ns, inode) stamp differs from the one in its record; :func:`verify`
+always re-hashes.
 """
 import dataclasses
+import errno
 import hashlib
 import http.client
 import json
@@ -20,18 +24,18 @@ import logging
 import os
 import re
 import shutil
-import socket
 import time
 import urllib.error
 import urllib.parse
-import urllib.request
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
-from .._version import __version__
 from ..files import WEIGHTS_SCHEME as SCHEME
+from .gdrive import gdrive_file
 from .registry import Source, WeightEntry, get
+from .transfer import CHUNK, Incomplete, SourceFailed, discard, http_get, hub_file, is_disk_error, place, reason
 
 __all__ = ['WeightsError', 'CacheRecord', 'cache_dir', 'offline_reason', 'cache_record', 'cached_path', 'fetch',
            'resolve', 'verify', 'describe_load', 'load_line', 'mirror_sources', 'SCHEME',
@@ -44,7 +48,7 @@ ENV_OFFLINE = 'DLA_PLUGINS_OFFLINE'
 ENV_TIMEOUT = 'DLA_PLUGINS_TIMEOUT'
 RECORD = 'record.json'
 _TRUE = ('1', 'true', 'yes', 'on')
-_CHUNK = 1 << 20
+_READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)
 log = logging.getLogger('dla_plugins.weights')
 
 
@@ -52,13 +56,10 @@ class WeightsError(RuntimeError):
     """A registry file could not be fetched or failed verification; the message lists every source and why."""
 
 
-class _SourceFailed(Exception):
-    """One source failed (the message is the reason shown in the final error)."""
-
-
 @dataclass(frozen=True)
 class CacheRecord:
-    """The sidecar of a cached file: what it is, where it came from, how it was verified."""
+    """The sidecar of a cached file: what it is, where it came from, how it was verified, and the stat stamp
+    ``(size, mtime_ns, inode)`` it had when last hashed (None in records of older versions: re-hashed once)."""
 
     name: str
     file: str
@@ -67,6 +68,7 @@ class CacheRecord:
     source: str
     hash_status: str
     fetched_at: str
+    stamp: Optional[Tuple[int, int, int]] = None
 
     @property
     def path(self) -> Path:
@@ -95,7 +97,11 @@ def cache_record(name: str) -> Optional[CacheRecord]:
     path = cache_dir() / name / RECORD
     try:
         data = json.loads(path.read_text())
-        return CacheRecord(**{f.name: data[f.name] for f in dataclasses.fields(CacheRecord)})
+        fields = {f.name: data[f.name] for f in dataclasses.fields(CacheRecord)
+                  if f.name in data or f.default is dataclasses.MISSING}
+        if fields.get('stamp') is not None:
+            fields['stamp'] = tuple(int(x) for x in fields['stamp'])
+        return CacheRecord(**fields)
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -106,10 +112,15 @@ def cached_path(name: str) -> Optional[str]:
     return str(rec.path) if rec is not None and rec.path.is_file() else None
 
 
+def _stamp(path: Path) -> Tuple[int, int, int]:
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns, st.st_ino
+
+
 def _hashes(path: Path, sha384: bool = False) -> Tuple[str, Optional[str]]:
     h256, h384 = hashlib.sha256(), hashlib.sha384() if sha384 else None
     with open(path, 'rb') as f:
-        while chunk := f.read(_CHUNK):
+        while chunk := f.read(CHUNK):
             h256.update(chunk)
             if h384 is not None:
                 h384.update(chunk)
@@ -120,16 +131,16 @@ def _check_pins(path: Path, src: Source) -> str:
     """Verify ``path`` against ``src``'s published size/hashes; returns its full sha256.
 
     Raises:
-        _SourceFailed: a size or hash differs from the published one.
+        SourceFailed: a size or hash differs from the published one.
     """
     size = path.stat().st_size
     if src.size is not None and size != src.size:
-        raise _SourceFailed(f'size mismatch: published {src.size} bytes, got {size}')
+        raise SourceFailed(f'size mismatch: published {src.size} bytes, got {size}')
     sha256, sha384 = _hashes(path, sha384=src.sha384 is not None)
     if src.sha256 is not None and not sha256.startswith(src.sha256):
-        raise _SourceFailed(f'sha256 mismatch: published {src.sha256}, got {sha256[:len(src.sha256)]}')
+        raise SourceFailed(f'sha256 mismatch: published {src.sha256}, got {sha256[:len(src.sha256)]}')
     if src.sha384 is not None and sha384 != src.sha384:
-        raise _SourceFailed(f'sha384 mismatch: published {src.sha384[:16]}..., got {sha384[:16]}...')
+        raise SourceFailed(f'sha384 mismatch: published {src.sha384[:16]}..., got {sha384[:16]}...')
     return sha256
 
 
@@ -140,126 +151,15 @@ def _check_readable(path: Path) -> None:
     try:
         read_checkpoint(path)
     except CheckpointError as e:
-        raise _SourceFailed(str(e).replace(f'{str(path)!r}', 'the download').replace('checkpoint: ', '', 1)) from None
+        raise SourceFailed(str(e).replace(f'{str(path)!r}', 'the download').replace('checkpoint: ', '', 1)) from None
 
 
-# ---- transports -----------------------------------------------------------------------------------------------------
-
-def _reason(e: BaseException, timeout: float) -> str:
-    """One line saying why a request failed."""
-    if isinstance(e, urllib.error.HTTPError):
-        return f'HTTP {e.code} {e.reason}'
-    inner = e.reason if isinstance(e, urllib.error.URLError) else e
-    if isinstance(inner, ConnectionRefusedError):
-        return 'connection refused'
-    if isinstance(inner, (socket.timeout, TimeoutError)):
-        return f'timed out after {timeout:g} s'
-    if isinstance(inner, ConnectionResetError):
-        return 'connection reset'
-    return f'{type(inner).__name__}: {inner}'
-
-
-class _Incomplete(Exception):
-    """The connection ended before the whole file arrived (what did arrive stays in the .part file)."""
-
-
-def _http(url: str, part: Path, timeout: float, progress: bool, desc: str) -> None:
-    """Download ``url`` into ``part``, resuming from its current size with an HTTP Range request."""
-    from tqdm.auto import tqdm
-
-
-    start = part.stat().st_size if part.exists() else 0
-    headers = {'User-Agent': f'dla-plugins/{__version__}'}
-    if start:
-        headers['Range'] = f'bytes={start}-'
-    try:
-        resp = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
-    except urllib.error.HTTPError as e:
-        if e.code == 416 and start:  # our part is not a prefix of what the server has now: start over
-            part.unlink()
-            return _http(url, part, timeout, progress, desc)
-        raise
-    with resp:
-        total = None
-        if start and resp.status == 206:
-            m = re.match(r'bytes (\d+)-\d+/(\d+|\*)', resp.headers.get('Content-Range', ''))
-            if not m or int(m.group(1)) != start:
-                raise _SourceFailed(f"bad Content-Range {resp.headers.get('Content-Range')!r} for a resume at {start}")
-            total = int(m.group(2)) if m.group(2) != '*' else None
-            mode = 'ab'
-        else:  # 200: a fresh download (the server ignored our Range, or there was none)
-            start, mode = 0, 'wb'
-            length = resp.headers.get('Content-Length')
-            total = int(length) if length is not None else None
-        with open(part, mode) as f, tqdm(total=total, initial=start, unit='B', unit_scale=True, unit_divisor=1024,
-                                         desc=desc, disable=not progress, leave=False) as bar:
-            broken = None
-            try:
-                while chunk := resp.read(_CHUNK):
-                    f.write(chunk)
-                    bar.update(len(chunk))
-            except (http.client.HTTPException, OSError) as e:  # IncompleteRead, reset, read timeout
-                broken = e
-            finally:
-                f.flush()
-                os.fsync(f.fileno())
-    got = part.stat().st_size
-    if broken is not None or (total is not None and got != total):
-        why = f' ({_reason(broken, timeout)})' if broken is not None and not isinstance(
-            broken, http.client.IncompleteRead) else ''
-        raise _Incomplete(f"connection closed after {got} of {total if total is not None else '?'} bytes{why}")
-
-
-def _hf_endpoint() -> str:
-    return (os.environ.get('HF_ENDPOINT') or 'https://huggingface.co').rstrip('/')
-
-
-def _place(found: Union[str, Path], part: Path, link: bool) -> None:
-    """Put a file that exists elsewhere at ``part``: a hard link (the Hugging Face cache's immutable blobs: no second
-    copy on disk) or a copy (a local mirror, which a later write to the cache must never change)."""
-    real = os.path.realpath(found)
-    part.unlink(missing_ok=True)
-    if link:
-        try:
-            os.link(real, part)
-            return
-        except OSError:
-            pass
-    shutil.copyfile(real, part)
-
-
-def _hf(src: Source, part: Path, timeout: float, progress: bool, desc: str, local_only: bool = False) -> None:
-    """A hub file through huggingface_hub (its cache, auth and endpoint), or plain HTTP when it is not installed."""
-    try:
-        from huggingface_hub import hf_hub_download
-    except ImportError:
-        if local_only:
-            raise _SourceFailed('huggingface_hub is not installed (no Hugging Face cache to look in)') from None
-        return _http(f'{_hf_endpoint()}/{src.where}/resolve/{src.revision}/{src.file}', part, timeout, progress, desc)
-    hub_cache = os.environ.get('HF_HUB_CACHE') or (os.path.join(os.environ['HF_HOME'], 'hub')
-                                                   if os.environ.get('HF_HOME') else None)
-    try:  # endpoint and cache read now (huggingface_hub reads its environment once, at import)
-        found = hf_hub_download(src.where, src.file, revision=src.revision, local_files_only=local_only,
-                                endpoint=_hf_endpoint(), etag_timeout=timeout, cache_dir=hub_cache)
-    except Exception as e:  # huggingface_hub raises its own, httpx's and OS errors
-        if local_only and type(e).__name__ == 'LocalEntryNotFoundError':
-            raise _SourceFailed('not in the Hugging Face cache') from None
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else ''
-        raise _SourceFailed(f'{type(e).__name__}: {msg}' if msg else type(e).__name__) from None
-    _place(found, part, link=True)
-
-
-def _gdrive(src: Source, part: Path, progress: bool) -> None:
-    try:
-        import gdown
-    except ImportError:
-        raise _SourceFailed("needs gdown, which is not installed: pip install 'dla-plugins[gdrive]'") from None
-    try:
-        out = gdown.download(id=src.where, output=str(part), quiet=not progress, resume=True)
-    except Exception as e:  # gdown raises its own and requests' errors
-        raise _SourceFailed(f'{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ""}') from None
-    if not out or not part.is_file():
-        raise _SourceFailed('gdown could not download it (no file)')
+def _check_file(path: Path, src: Source) -> str:
+    """The pins of ``src``, or (none published) that ``path`` reads as a checkpoint; returns its sha256."""
+    sha256 = _check_pins(path, src)
+    if not src.pinned:
+        _check_readable(path)
+    return sha256
 
 
 def mirror_sources(entry: WeightEntry, base: Optional[str] = None) -> Tuple[Source, ...]:
@@ -289,91 +189,150 @@ def _part_path(folder: Path, src: Source) -> Path:
     return folder / f'.part-{sid}-{src.file}'
 
 
+def _transfer(src: Source, part: Path, timeout: float, progress: bool, desc: str, local_only: bool) -> None:
+    """One attempt at ``src`` into ``part``."""
+    if src.kind == 'hf':
+        hub_file(src, part, timeout, progress, desc, local_only=local_only)
+    elif src.kind == 'gdrive':
+        gdrive_file(src, part, timeout, progress)
+    elif src.kind == 'mirror' and not re.match(r'^https?://', src.where):
+        if not os.path.isfile(src.where):
+            raise SourceFailed('no such file')
+        place(src.where, part, link=False)
+    else:
+        http_get(src.where, part, timeout, progress, desc, src.pinned)
+
+
 def _download(entry: WeightEntry, src: Source, folder: Path, timeout: float, progress: bool, retries: int,
               local_only: bool = False) -> Tuple[Path, str]:
-    """Fetch ``src`` into its .part file and verify it; returns (part path, sha256)."""
+    """Fetch ``src`` into its .part file and verify it; returns (part path, sha256).
+
+    A transfer that broke after some bytes arrived is tried again (resumed where the resume rule allows) up to
+    ``retries`` times; one that brought nothing (refused, stalled, an error status) fails at once.
+
+    Raises:
+        SourceFailed: this source failed (the reason).
+        OSError: a write found no room (:func:`transfer.is_disk_error`; the part is deleted).
+    """
     part = _part_path(folder, src)
     desc = f'{entry.name} ({src.kind})'
     resumed = part.exists() and part.stat().st_size > 0
     attempt = 0
     while True:
         try:
-            if src.kind == 'hf':
-                _hf(src, part, timeout, progress, desc, local_only=local_only)
-            elif src.kind == 'gdrive':
-                _gdrive(src, part, progress)
-            elif src.kind == 'mirror' and not re.match(r'^https?://', src.where):
-                if not os.path.isfile(src.where):
-                    raise _SourceFailed('no such file')
-                _place(src.where, part, link=False)
-            else:
-                _http(src.where, part, timeout, progress, desc)
+            _transfer(src, part, timeout, progress, desc, local_only)
             break
-        except _Incomplete as e:
-            if attempt < retries:
+        except Incomplete as e:
+            if attempt < retries and e.received > 0:
                 attempt += 1
-                log.warning('%s: %s from %s; resuming (%d/%d)', entry.name, e, src.describe(), attempt, retries)
+                log.warning('%s: %s from %s; trying again (%d/%d)', entry.name, e, src.describe(), attempt, retries)
                 resumed = True
                 continue
-            raise _SourceFailed(f'{e}; the part is kept for a resume') from None
+            kept = '; the part is kept for a resume' if part.exists() else ''
+            raise SourceFailed(f'{e}{kept}') from None
         except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
-            raise _SourceFailed(_reason(e, timeout)) from None
+            if is_disk_error(e):  # no other source can fix it: the fetch stops (the part is deleted)
+                discard(part)
+                raise
+            raise SourceFailed(reason(e, timeout)) from None
     try:
-        sha256 = _check_pins(part, src)
-        if not src.pinned:
-            _check_readable(part)
-    except _SourceFailed:
-        part.unlink(missing_ok=True)  # never resume from bytes that failed verification
+        sha256 = _check_file(part, src)
+    except SourceFailed:
+        discard(part)  # never resume from bytes that failed verification
         if resumed and src.kind in ('url', 'mirror', 'hf'):  # the kept part may have been stale: one clean try
             return _download(entry, src, folder, timeout, progress, retries=0, local_only=local_only)
         raise
     return part, sha256
 
 
-# ---- cache ----------------------------------------------------------------------------------------------------------
+# ---- cache (every write under the lock) ------------------------------------------------------------------------------
+
+@contextmanager
+def _locked(folder: Path, read_only_ok: bool) -> Iterator[bool]:
+    """Hold ``<folder>/.lock`` (waiting while another process holds it); yields whether the cache may be written:
+    False when the folder is read-only and ``read_only_ok`` (offline: a read-only cache still serves verified files).
+
+    Raises:
+        OSError: the folder cannot be written and ``read_only_ok`` is False.
+    """
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(folder / '.lock'))
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            log.info('%s: another process is writing it; waiting for %s', folder.name, folder / '.lock')
+            lock.acquire()
+    except OSError as e:
+        if e.errno not in _READ_ONLY or not read_only_ok:
+            raise
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        lock.release()
+
 
 def _write_record(rec: CacheRecord) -> None:
     from ..files import save_atomic
 
-    save_atomic(json.dumps(dataclasses.asdict(rec), indent=1).encode(), cache_dir() / rec.name / RECORD)
+    data = dataclasses.asdict(rec)
+    save_atomic(json.dumps(data, indent=1).encode(), cache_dir() / rec.name / RECORD)
 
 
-def _check_cached(entry: WeightEntry) -> Optional[CacheRecord]:
-    """The verified cached file of ``entry`` (re-hashed against its record), or None if there is none.
+def _trusted(entry: WeightEntry) -> Optional[CacheRecord]:
+    """The record of ``entry``'s cached file if the file's stat stamp is the recorded one (no hashing, no lock)."""
+    rec = cache_record(entry.name)
+    try:
+        return rec if rec is not None and rec.stamp is not None and _stamp(rec.path) == rec.stamp else None
+    except OSError:
+        return None
 
-    A file placed by hand under ``<home>/<name>/<file>`` (no record yet) is verified against the published hash of
-    that file name, or must be a readable checkpoint, and then gets a record.
+
+def _rehashed(entry: WeightEntry, writable: bool) -> Optional[CacheRecord]:
+    """Re-hash ``entry``'s cached file against its record (a changed stamp is recorded when it still matches), or
+    verify and record a file placed by hand; None if nothing is cached. Call under the lock.
 
     Raises:
-        WeightsError: the cached file differs from its record or from the published hash.
+        WeightsError: the cached file differs from its record or the placed file from the published one.
     """
-    folder = cache_dir() / entry.name
     rec = cache_record(entry.name)
-    if rec is not None and rec.path.is_file():
-        size = rec.path.stat().st_size
-        sha256 = _hashes(rec.path)[0] if size == rec.size else None
-        if sha256 != rec.sha256:
-            what = f'sha256 {sha256}' if sha256 else f'{size} bytes'
-            raise WeightsError(f'weights: cached file {str(rec.path)!r} of {entry.name!r} does not match its record '
-                               f'(recorded sha256 {rec.sha256}, {rec.size} bytes; found {what})')
-        return rec
+    if rec is None or not rec.path.is_file():
+        return _placed_by_hand(entry, writable)
+    stamp = _stamp(rec.path)
+    sha256 = _hashes(rec.path)[0] if stamp[0] == rec.size else None
+    if sha256 != rec.sha256:
+        what = f'sha256 {sha256}' if sha256 else f'{stamp[0]} bytes'
+        raise WeightsError(f'weights: cached file {str(rec.path)!r} of {entry.name!r} does not match its record '
+                           f'(recorded sha256 {rec.sha256}, {rec.size} bytes; found {what})')
+    if rec.stamp != stamp and writable:
+        rec = dataclasses.replace(rec, stamp=stamp)
+        _write_record(rec)
+    return rec
+
+
+def _placed_by_hand(entry: WeightEntry, writable: bool) -> Optional[CacheRecord]:
+    """A file placed under ``<home>/<name>/<file>`` with no record: verified against the published hash of that file
+    name (or it must read as a checkpoint), then recorded."""
+    folder = cache_dir() / entry.name
     for src in entry.automatic_sources:
         path = folder / src.file
-        if path.is_file():
-            try:
-                sha256 = _check_pins(path, src)
-                if not src.pinned:
-                    _check_readable(path)
-            except _SourceFailed as e:
-                raise WeightsError(f'weights: file {str(path)!r} placed in the cache for {entry.name!r} is not '
-                                   f'the published file: {e}') from None
-            rec = CacheRecord(entry.name, src.file, sha256, path.stat().st_size, 'placed in the cache by hand',
-                              src.hash_status if src.pinned else 'recorded at first use', _now())
-            try:
-                _write_record(rec)
-            except OSError:
-                pass  # a read-only cache still serves the file
-            return rec
+        if not path.is_file():
+            continue
+        try:
+            sha256 = _check_file(path, src)
+        except SourceFailed as e:
+            raise WeightsError(f'weights: file {str(path)!r} placed in the cache for {entry.name!r} is not '
+                               f'the published file: {e}') from None
+        stamp = _stamp(path)
+        rec = CacheRecord(entry.name, src.file, sha256, stamp[0], 'placed in the cache by hand',
+                          src.hash_status if src.pinned else 'recorded at first use', _now(), stamp)
+        if writable:
+            _write_record(rec)
+        return rec
     return None
 
 
@@ -382,18 +341,24 @@ def _now() -> str:
 
 
 def _install(entry: WeightEntry, src: Source, part: Path, sha256: str) -> CacheRecord:
-    """Move a verified download into place (atomic rename) and write its record."""
+    """Move a verified download into place (atomic rename), write its record and remove every other part."""
     folder = cache_dir() / entry.name
     old = cache_record(entry.name)
     final = folder / src.file
     with open(part, 'rb') as f:
         os.fsync(f.fileno())
     os.replace(part, final)
+    discard(part)  # its validator
     if old is not None and old.file != src.file:
         (folder / old.file).unlink(missing_ok=True)
     status = src.hash_status if src.pinned else 'recorded at first download'
-    rec = CacheRecord(entry.name, src.file, sha256, final.stat().st_size, src.describe(), status, _now())
+    stamp = _stamp(final)
+    rec = CacheRecord(entry.name, src.file, sha256, stamp[0], src.describe(), status, _now(), stamp)
     _write_record(rec)
+    for leftover in folder.glob('.part-*'):  # parts of sources that failed: a success leaves none
+        leftover.unlink(missing_ok=True)
+    for tmp in folder.glob('.gdrive-*'):
+        shutil.rmtree(tmp, ignore_errors=True)
     return rec
 
 
@@ -402,98 +367,96 @@ def _manual_lines(entry: WeightEntry, folder: Path) -> List[str]:
             for s in entry.sources if s.kind == 'manual']
 
 
-def _offline_fetch(entry: WeightEntry, reason: str, timeout: float) -> str:
+def _offline_fetch(entry: WeightEntry, off: str, timeout: float, writable: bool) -> str:
+    """Install a hub file from the Hugging Face cache (it counts as a cache). Call under the lock."""
     folder = cache_dir() / entry.name
-    hub = [s for s in entry.sources if s.kind == 'hf']
     tried = []
-    for src in hub:  # the Hugging Face cache counts as a cache
+    for src in (s for s in entry.sources if s.kind == 'hf' and writable):
         try:
-            folder.mkdir(parents=True, exist_ok=True)
             part, sha256 = _download(entry, src, folder, timeout, False, 0, local_only=True)
             return str(_install(entry, src, part, sha256).path)
-        except (_SourceFailed, OSError) as e:
+        except (SourceFailed, OSError) as e:
             tried.append(f'{src.describe()}: {e}')
-    lines = [f'weights: {entry.name!r} is not in the cache ({folder}) and downloads are off ({reason}); run '
+    lines = [f'weights: {entry.name!r} is not in the cache ({folder}) and downloads are off ({off}); run '
              f'`dla-plugins weights fetch {entry.name}` where there is a network and copy {cache_dir()}, or unset '
-             f"{reason.split('=')[0]}"]
+             f"{off.split('=')[0]}"]
     lines += [f'  {t}' for t in tried]
+    raise WeightsError('\n'.join(lines))
+
+
+def _from_sources(entry: WeightEntry, timeout: float, progress: bool, retries: int) -> str:
+    """The mirror, then every source in order, failing over on any error. Call under the lock."""
+    folder = cache_dir() / entry.name
+    failures = []
+    for src in mirror_sources(entry) + entry.automatic_sources:
+        try:
+            log.info('%s: fetching from %s', entry.name, src.describe())
+            part, sha256 = _download(entry, src, folder, timeout, progress, retries)
+            rec = _install(entry, src, part, sha256)
+        except SourceFailed as e:
+            log.warning('%s: %s failed: %s', entry.name, src.describe(), e)
+            failures.append(f'{src.describe()}: {e}')
+            continue
+        except OSError as e:
+            if not is_disk_error(e):
+                raise
+            raise WeightsError(f'weights: could not write {entry.name!r} to {folder}: {e.strerror} '
+                               f'({errno.errorcode.get(e.errno, e.errno)}); free space there or set {ENV_HOME} to a '
+                               'folder on a disk with room (not retried)') from None
+        log.info('%s: %s (%s) -> %s', entry.name, src.describe(), rec.hash_status, rec.path)
+        return str(rec.path)
+    lines = [f'weights: could not fetch {entry.name!r}; tried {len(failures)} source(s):']
+    lines += [f'  {i}. {f}' for i, f in enumerate(failures, 1)]
+    lines += _manual_lines(entry, folder)
+    if not mirror_sources(entry):
+        lines.append(f'  (a mirror holding {entry.name}/<file> can be named with {ENV_MIRROR})')
     raise WeightsError('\n'.join(lines))
 
 
 def fetch(name: str, progress: bool = True, timeout: Optional[float] = None, retries: int = 2) -> str:
     """The local path of registry file ``name``, downloaded and verified on first use.
 
-    Order: the verified cache; else (under a file lock, so concurrent processes download once) the mirror of
-    ``$DLA_PLUGINS_MIRROR`` and then every source of the entry in priority order, failing over on any error
-    (refused, 404, timeout, size/hash mismatch, not a checkpoint). A broken connection resumes (HTTP Range) up to
-    ``retries`` times, and a later call resumes the kept ``.part``. Files with no published hash get their sha256
-    recorded at the first download and checked on every later use.
+    Order: the cache (trusted while the file's stat stamp is the recorded one; re-hashed when it changed); else, under
+    a file lock (concurrent processes download once; every cache write holds it), the mirror of
+    ``$DLA_PLUGINS_MIRROR`` and then every source of the entry in priority order, failing over on any error (refused,
+    HTTP error, timeout, size/hash mismatch, not a checkpoint). A transfer that broke after some bytes is tried again
+    up to ``retries`` times, resumed only while the server's validator still matches (``If-Range``); a later call
+    resumes a kept ``.part`` the same way. Files with no published hash get their sha256 recorded at the first
+    download. A full disk stops the fetch at once.
 
     Args:
         name: a registry name (:func:`dla_plugins.weights.names`).
         progress: show a tqdm bar per download.
-        timeout: seconds per connection/read (default ``$DLA_PLUGINS_TIMEOUT`` or 30).
-        retries: resumes of one source after a broken connection before moving to the next.
+        timeout: seconds per connection/read, for every source (default ``$DLA_PLUGINS_TIMEOUT`` or 30).
+        retries: further attempts of one source after a transfer broke mid-file, before moving to the next.
 
     Raises:
         ValueError: unknown name.
-        WeightsError: offline and not cached; every source failed (the message lists each and why); or the cached
-            file differs from its record (offline only; online it is fetched again).
+        WeightsError: offline and not cached; every source failed (the message lists each and why); no room on the
+            cache's disk; or the cached file differs from its record (offline only; online it is fetched again).
     """
     entry = get(name)
     timeout = _timeout(timeout)
+    rec = _trusted(entry)
+    if rec is not None:
+        return str(rec.path)
     off = offline_reason()
-    if off:
-        rec = _check_cached(entry)
-        return str(rec.path) if rec is not None else _offline_fetch(entry, off, timeout)
-    try:  # the common case, without the lock: a verified cache (DDP ranks do not queue to re-hash)
-        rec = _check_cached(entry)
-        if rec is not None:
-            return str(rec.path)
-    except WeightsError:
-        pass  # handled under the lock
-    from filelock import FileLock, Timeout
-
-    folder = cache_dir() / entry.name
-    folder.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(folder / '.lock'))
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        log.info('%s: another process is downloading it; waiting for %s', name, folder / '.lock')
-        lock.acquire()
-    try:
+    with _locked(cache_dir() / entry.name, read_only_ok=bool(off)) as writable:
         try:
-            rec = _check_cached(entry)
+            rec = _trusted(entry) or _rehashed(entry, writable)
         except WeightsError as e:
+            if off:
+                raise
             log.warning('%s; fetching it again', e)
             bad = cache_record(entry.name)
-            for path in [folder / RECORD] + ([bad.path] if bad else []):
+            for path in [cache_dir() / entry.name / RECORD] + ([bad.path] if bad else []):
                 path.unlink(missing_ok=True)
             rec = None
         if rec is not None:
             return str(rec.path)
-        sources = mirror_sources(entry) + entry.automatic_sources
-        failures = []
-        for src in sources:
-            try:
-                log.info('%s: fetching from %s', name, src.describe())
-                part, sha256 = _download(entry, src, folder, timeout, progress, retries)
-            except _SourceFailed as e:
-                log.warning('%s: %s failed: %s', name, src.describe(), e)
-                failures.append(f'{src.describe()}: {e}')
-                continue
-            rec = _install(entry, src, part, sha256)
-            log.info('%s: %s (%s) -> %s', name, src.describe(), rec.hash_status, rec.path)
-            return str(rec.path)
-        lines = [f'weights: could not fetch {name!r}; tried {len(failures)} source(s):']
-        lines += [f'  {i}. {f}' for i, f in enumerate(failures, 1)]
-        lines += _manual_lines(entry, folder)
-        if not mirror_sources(entry):
-            lines.append(f'  (a mirror holding {name}/<file> can be named with {ENV_MIRROR})')
-        raise WeightsError('\n'.join(lines))
-    finally:
-        lock.release()
+        if off:
+            return _offline_fetch(entry, off, timeout, writable)
+        return _from_sources(entry, timeout, progress, retries)
 
 
 def resolve(uri: str, progress: bool = True) -> str:
@@ -508,21 +471,25 @@ def resolve(uri: str, progress: bool = True) -> str:
 
 
 def verify(name: str) -> CacheRecord:
-    """Re-hash ``name``'s cached file against its record (and its published hash, where one exists).
+    """Re-hash ``name``'s cached file against its record (and its published hash, where one exists), whatever its
+    stamp says.
 
     Raises:
         WeightsError: not cached, or it differs.
     """
     entry = get(name)
-    rec = _check_cached(entry)
+    folder = cache_dir() / name
+    rec = None
+    if folder.is_dir():
+        with _locked(folder, read_only_ok=True) as writable:
+            rec = _rehashed(entry, writable)
     if rec is None:
-        raise WeightsError(f'weights: {name!r} is not cached ({cache_dir() / name}); '
-                           f'run `dla-plugins weights fetch {name}`')
+        raise WeightsError(f'weights: {name!r} is not cached ({folder}); run `dla-plugins weights fetch {name}`')
     for src in entry.automatic_sources:
         if src.file == rec.file and src.pinned:
             try:
                 _check_pins(rec.path, src)
-            except _SourceFailed as e:
+            except SourceFailed as e:
                 raise WeightsError(f'weights: cached file {str(rec.path)!r} of {name!r}: {e}') from None
             break
     return rec

@@ -1,19 +1,34 @@
 """A loopback HTTP server for the weights tests (127.0.0.1 only, started and stopped by each test).
 
-Serves registered byte strings or files with HTTP Range (206/416), HEAD, redirects and the headers a Hugging Face
-``resolve`` endpoint sends; can throttle a response or close the connection after N bytes; records every request.
-The stdlib ``SimpleHTTPRequestHandler`` has no Range support, hence this handler.
+Serves registered byte strings or files as a real server does: HTTP Range (206/416) and ``If-Range`` (a validator
+that is not the current one gets 200 with the whole file), a strong ``ETag`` per content (unless a route turns it off
+or sets its own validators), HEAD, redirects and the headers a Hugging Face ``resolve`` endpoint sends. Faults on
+demand: throttle, close the connection after N bytes, stall without answering, a wrong ``Content-Range``. Records
+every request. The stdlib ``SimpleHTTPRequestHandler`` has no Range support, hence this handler.
+
+Google Drive: ``add_drive`` serves a file id the way Drive does (``drive.google.com/uc?id=`` redirects to
+``drive.usercontent.google.com/download``, which answers the file, or for a large file the virus-scan page whose
+``download-form`` carries ``id``/``export``/``confirm``/``uuid``). gdown reaches those host names through this server
+acting as an HTTPS proxy (``CONNECT``; the test sets ``HTTPS_PROXY``), which terminates TLS with the test certificate
+of ``tests/weights/tls/`` (``REQUESTS_CA_BUNDLE`` names its CA; ``tls/make_certs.sh`` regenerates both).
 """
 import hashlib
 import os
 import re
 import socket
+import ssl
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple, Union
+from urllib.parse import parse_qs, urlsplit
+
+TLS = Path(__file__).resolve().parent / 'tls'
+CA_BUNDLE = TLS / 'ca.pem'
+DRIVE, USERCONTENT = 'drive.google.com', 'drive.usercontent.google.com'
 
 
 @dataclass
@@ -27,6 +42,19 @@ class Route:
     drops: int = 1                         # ... on this many requests
     delay: float = 0.0                     # seconds to sleep per 64 KiB (throttle)
     headers: Dict[str, str] = field(default_factory=dict)
+    etag: bool = True                      # send a strong ETag of the content (unless ``headers`` has one)
+    stall: bool = False                    # read the request, never answer (until the server stops)
+    range_shift: int = 0                   # add this to the start a 206's Content-Range announces (a broken server)
+
+    def auto_etag(self) -> Optional[str]:
+        """The ETag the server makes up for this content (none when the route sets its own validators)."""
+        if not self.etag or 'ETag' in self.headers or 'Last-Modified' in self.headers:
+            return None
+        return f'"{hashlib.sha256(self.data or b"").hexdigest()[:16]}"'
+
+    def validator(self) -> Optional[str]:
+        """What ``If-Range`` must carry for a range to be honoured: the ETag, else Last-Modified."""
+        return self.headers.get('ETag') or self.headers.get('Last-Modified') or self.auto_etag()
 
 
 @dataclass
@@ -34,6 +62,18 @@ class Request:
     method: str
     path: str
     range: Optional[str]
+    if_range: Optional[str] = None
+    host: str = ''
+
+
+@dataclass
+class DriveFile:
+    """A file served under a Drive id; ``large`` puts the virus-scan confirmation page in front of it."""
+
+    name: str
+    route: Route
+    large: bool
+    uuid: str = field(default_factory=lambda: str(uuid.uuid4()))
 
 
 class LoopbackServer:
@@ -42,12 +82,17 @@ class LoopbackServer:
     def __init__(self) -> None:
         self.routes: Dict[str, Route] = {}
         self.folders: List[Tuple[str, Path]] = []
+        self.drive: Dict[str, DriveFile] = {}
         self.requests: List[Request] = []
         self._lock = threading.Lock()
+        self._closing = threading.Event()
+        self.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.tls.load_cert_chain(TLS / 'drive.pem', TLS / 'drive-key.pem')
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = 'HTTP/1.1'
+            tunnel = ''  # the host of a CONNECT tunnel this connection now carries (TLS)
 
             def log_message(self, *args) -> None:  # quiet
                 pass
@@ -57,6 +102,9 @@ class LoopbackServer:
 
             def do_GET(self) -> None:
                 outer._serve(self, head=False)
+
+            def do_CONNECT(self) -> None:
+                outer._tunnel(self)
 
         self.httpd = ThreadingHTTPServer(('127.0.0.1', 0), Handler)
         self.httpd.daemon_threads = True
@@ -68,6 +116,7 @@ class LoopbackServer:
         return self
 
     def __exit__(self, *exc) -> None:
+        self._closing.set()
         self.httpd.shutdown()
         self.httpd.server_close()
         self._thread.join(timeout=5)
@@ -87,6 +136,17 @@ class LoopbackServer:
         self.folders.append((prefix.rstrip('/'), Path(folder)))
         return self.url(prefix)
 
+    def add_drive(self, file_id: str, data: bytes, name: str, large: bool = False, **kwargs) -> DriveFile:
+        """Serve ``data`` as Drive file ``file_id`` (named ``name``); ``kwargs`` are :class:`Route` fault options of
+        the file's response."""
+        self.drive[file_id] = DriveFile(name, Route(data=data, **kwargs), large)
+        return self.drive[file_id]
+
+    def proxy_env(self) -> Dict[str, str]:
+        """The environment under which ``requests`` (so gdown) reaches Drive's hosts through this server."""
+        proxy = self.url()
+        return dict(HTTPS_PROXY=proxy, https_proxy=proxy, REQUESTS_CA_BUNDLE=str(CA_BUNDLE))
+
     def gets(self, path: str) -> List[Request]:
         """The GET requests for ``path``."""
         with self._lock:
@@ -104,45 +164,92 @@ class LoopbackServer:
                     return Route(data=f.read_bytes())
         return None
 
+    def _tunnel(self, h: BaseHTTPRequestHandler) -> None:
+        """``CONNECT host:443``: answer 200, then speak TLS as that host on the same connection."""
+        with self._lock:
+            self.requests.append(Request('CONNECT', h.path, None, host=h.path.split(':')[0]))
+        h.send_response(200, 'Connection established')
+        h.end_headers()
+        h.wfile.flush()
+        conn = self.tls.wrap_socket(h.connection, server_side=True)
+        h.connection, h.tunnel = conn, h.path.split(':')[0]
+        h.rfile, h.wfile = conn.makefile('rb'), conn.makefile('wb', buffering=0)
+        h.close_connection = False  # the tunnel stays open for the requests inside (a CONNECT may say HTTP/1.0)
+
+    @staticmethod
+    def _empty(h: BaseHTTPRequestHandler, code: int, headers: Optional[Dict[str, str]] = None) -> None:
+        h.send_response(code)
+        for k, v in (headers or {}).items():
+            h.send_header(k, v)
+        h.send_header('Content-Length', '0')
+        h.end_headers()
+
     def _serve(self, h: BaseHTTPRequestHandler, head: bool) -> None:
         with self._lock:
-            self.requests.append(Request(h.command, h.path, h.headers.get('Range')))
+            self.requests.append(Request(h.command, h.path, h.headers.get('Range'), h.headers.get('If-Range'),
+                                         getattr(h, 'tunnel', '')))
+        if getattr(h, 'tunnel', ''):
+            return self._serve_drive(h, head)
         route = self._route(h.path)
         if route is None or route.status != 200:
             code = 404 if route is None else route.status
-            h.send_response(code, 'Not Found' if code == 404 else None)
-            h.send_header('Content-Length', '0')
-            h.end_headers()
-            return
+            return self._empty(h, code)
         if route.redirect:
-            h.send_response(302)
-            h.send_header('Location', self.url(route.redirect))
-            h.send_header('Content-Length', '0')
+            return self._empty(h, 302, {'Location': self.url(route.redirect)})
+        self._send(h, route, head)
+
+    def _serve_drive(self, h: BaseHTTPRequestHandler, head: bool) -> None:
+        """Drive's flow: /uc on drive.google.com redirects; /download on drive.usercontent.google.com answers the
+        file, or (a large file without the form's confirm and uuid) the virus-scan page."""
+        url = urlsplit(h.path)
+        query = {k: v[0] for k, v in parse_qs(url.query).items()}
+        f = self.drive.get(query.get('id', ''))
+        if f is None or (h.tunnel, url.path) not in ((DRIVE, '/uc'), (USERCONTENT, '/download')):
+            return self._empty(h, 404, {'Content-Type': 'text/html; charset=utf-8'})
+        if h.tunnel == DRIVE:
+            return self._empty(h, 303, {'Location': f"https://{USERCONTENT}/download?id={query['id']}&export=download"})
+        if f.large and (query.get('confirm') != 't' or query.get('uuid') != f.uuid):
+            page = _warning_page(query['id'], f).encode()
+            h.send_response(200)
+            h.send_header('Content-Type', 'text/html; charset=utf-8')
+            h.send_header('Content-Length', str(len(page)))
             h.end_headers()
+            h.wfile.write(page)
+            return
+        self._send(h, f.route, head, {'Content-Type': 'application/octet-stream',
+                                      'Content-Disposition': f'attachment; filename="{f.name}"'})
+
+    def _send(self, h: BaseHTTPRequestHandler, route: Route, head: bool, extra: Optional[Dict[str, str]] = None):
+        """The body of ``route`` with Range/If-Range and the route's faults."""
+        if route.stall:
+            self._closing.wait()
+            h.close_connection = True
             return
         data = route.data or b''
         start, end = 0, len(data)
         m = re.match(r'bytes=(\d+)-(\d*)$', h.headers.get('Range') or '')
-        if m:
+        if_range = h.headers.get('If-Range')
+        if m and (if_range is None or if_range == route.validator() and not if_range.startswith('W/')):
             start = int(m.group(1))
             end = min(len(data), int(m.group(2)) + 1) if m.group(2) else len(data)
             if start >= len(data):
-                h.send_response(416)
-                h.send_header('Content-Range', f'bytes */{len(data)}')
-                h.send_header('Content-Length', '0')
-                h.end_headers()
-                return
+                return self._empty(h, 416, {'Content-Range': f'bytes */{len(data)}'})
             h.send_response(206)
-            h.send_header('Content-Range', f'bytes {start}-{end - 1}/{len(data)}')
+            h.send_header('Content-Range', f'bytes {start + route.range_shift}-{end - 1}/{len(data)}')
         else:
             h.send_response(200)
         h.send_header('Content-Length', str(end - start))
         h.send_header('Accept-Ranges', 'bytes')
-        for k, v in route.headers.items():
+        etag = route.auto_etag()
+        headers = {**({'ETag': etag} if etag else {}), **route.headers, **(extra or {})}
+        for k, v in headers.items():
             h.send_header(k, v)
         h.end_headers()
-        if head:
-            return
+        if not head:
+            self._body(h, route, data, start, end)
+
+    @staticmethod
+    def _body(h: BaseHTTPRequestHandler, route: Route, data: bytes, start: int, end: int) -> None:
         drop = None
         if route.drop_after is not None and route.drops > 0:
             route.drops -= 1
@@ -159,7 +266,7 @@ class LoopbackServer:
                 sent += n
                 if route.delay:
                     time.sleep(route.delay)
-        except (BrokenPipeError, ConnectionResetError):
+        except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
             return
         if drop is not None and pos < end:  # cut the connection mid-body
             h.close_connection = True
@@ -167,6 +274,22 @@ class LoopbackServer:
                 h.connection.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+
+
+def _warning_page(file_id: str, f: DriveFile) -> str:
+    """Drive's virus-scan warning for a large file, as it serves it (one line; the form is what gdown reads)."""
+    hidden = ''.join(f'<input type="hidden" name="{k}" value="{v}">'
+                     for k, v in (('id', file_id), ('export', 'download'), ('confirm', 't'), ('uuid', f.uuid)))
+    return ''.join([
+        '<!DOCTYPE html><html><head><title>Google Drive - Virus scan warning</title>',
+        '<meta http-equiv="content-type" content="text/html; charset=utf-8"/></head><body><div class="uc-main">',
+        '<div id="uc-text"><p class="uc-warning-caption">Google Drive can\'t scan this file for viruses.</p>',
+        f'<p class="uc-warning-subcaption"><span class="uc-name-size"><a href="/open?id={file_id}">{f.name}</a> ',
+        f'({len(f.route.data or b"") >> 20}M)</span> is too large for Google to scan for viruses. Would you still ',
+        f'like to download this file?</p><form id="download-form" action="https://{USERCONTENT}/download" ',
+        'method="get"><input type="submit" id="uc-download-link" class="goog-inline-block jfk-button ',
+        f'jfk-button-action" value="Download anyway"/>{hidden}</form></div></div><div class="uc-footer">',
+        '<hr class="uc-footer-divider"></div></body></html>\n'])
 
 
 def hub_headers(data: bytes) -> Dict[str, str]:

@@ -1,53 +1,22 @@
 """Fetching registry files over real HTTP on loopback (a server each test starts and stops), with real checkpoint
 files: our own models' state_dicts and the reference layouts rebuilt from tests/golden. Never the internet."""
 import dataclasses
-import json
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-import torch
+from huggingface_hub import hf_hub_download
 from safetensors.torch import save as safetensors_bytes
 
 import dla_plugins as dp
 from dla_plugins import weights
-from dla_plugins.weights import Source, WeightEntry, WeightsError
+from dla_plugins.weights import Source, WeightsError
 from tests.golden import load_manifest, write_checkpoint
-from tests.helpers import ROOT, subprocess_env
+from tests.weights.common import assert_loads, child, entry, home, leftovers, parts
 from tests.weights.server import LoopbackServer, closed_port, hub_headers, sha256
-
-
-@pytest.fixture(scope='module')
-def dla46_files(tmp_path_factory):
-    """Real checkpoints of our dla46_c: safetensors bytes and a torch.save .pth (different bytes, same tensors)."""
-    torch.manual_seed(0)
-    state = {k: v.contiguous() for k, v in dp.create_dla('dla46_c', num_classes=10).state_dict().items()}
-    pth = tmp_path_factory.mktemp('ckpt') / 'dla46_c.pth'
-    torch.save(state, pth)
-    return dict(safetensors=safetensors_bytes(state), pth=pth.read_bytes(), state=state)
-
-
-def entry(name: str, *sources: Source, family: str = 'timm', variant: str = 'dla46_c', **kw) -> WeightEntry:
-    return WeightEntry(name, variant, family, tuple(sources), 'create_dla', kw.pop('model_kwargs', {'num_classes': 10}),
-                       **kw)
-
-
-def home() -> Path:
-    return Path(os.environ['DLA_PLUGINS_HOME'])
-
-
-def leftovers(name: str) -> list:
-    return sorted(p.name for p in (home() / name).glob('.part-*'))
-
-
-def assert_loads(path: str, state: dict) -> None:
-    model = dp.create_dla('dla46_c', num_classes=10)
-    dp.load_checkpoint(model, path)
-    assert all(torch.equal(model.state_dict()[k], v) for k, v in state.items())
 
 
 def test_fetch_caches_records_and_loads(dla46_files):
@@ -105,26 +74,17 @@ def test_broken_connection_resumes_with_range_and_never_caches_a_partial_file(dl
                 weights.fetch('test/d', progress=False, retries=0)
             assert f'connection closed after {cut} of {len(data)} bytes; the part is kept for a resume' in str(e.value)
             assert weights.cache_record('test/d') is None and not (home() / 'test/d/d.pth').exists()
-            [part] = (home() / 'test/d').glob('.part-*')
+            [part] = parts('test/d')
             assert part.stat().st_size == cut
             path = weights.fetch('test/d', progress=False)
-        assert [r.range for r in srv.gets('/d.pth')] == [None, f'bytes={cut}-']
+        etag = srv.routes['/d.pth'].validator()
+        assert [(r.range, r.if_range) for r in srv.gets('/d.pth')] == [(None, None), (f'bytes={cut}-', etag)]
         assert Path(path).read_bytes() == data and leftovers('test/d') == []
         # within one call: the broken connection is resumed at once (retries)
         srv.add('/e.pth', data, drop_after=cut)
         with weights.registered(entry('test/e', Source('url', srv.url('/e.pth'), 'e.pth'))):
             assert Path(weights.fetch('test/e', progress=False, retries=1)).read_bytes() == data
         assert [r.range for r in srv.gets('/e.pth')] == [None, f'bytes={cut}-']
-
-
-def spec(e: WeightEntry) -> str:
-    return json.dumps(dict(name=e.name, variant=e.variant, family=e.family, builds=e.builds,
-                           model_kwargs=dict(e.model_kwargs), sources=[dataclasses.asdict(s) for s in e.sources]))
-
-
-def child(e: WeightEntry) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, '-m', 'tests.weights.run_fetch', spec(e)], cwd=ROOT,
-                            env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def test_killed_download_resumes_and_leaves_no_corrupt_entry(dla46_files):
@@ -137,7 +97,7 @@ def test_killed_download_resumes_and_leaves_no_corrupt_entry(dla46_files):
             time.sleep(0.05)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        [part] = folder.glob('.part-*')
+        [part] = parts('test/k')
         kept = part.stat().st_size
         assert 0 < kept < len(data)
         assert weights.cache_record('test/k') is None and not (folder / 'k.pth').exists()
@@ -279,8 +239,15 @@ def test_hub_source_through_huggingface_hub_and_a_redirected_release_url(dla46_f
             assert Path(path).read_bytes() == st
             assert weights.cache_record('test/hub').source == 'hf acme/dla46_c.test/model.safetensors'
             assert Path(weights.fetch('test/rel', progress=False)).read_bytes() == pth
-            # offline: the Hugging Face cache counts as a cache
+            # a Hugging Face cache that holds the file (filled as timm or any huggingface_hub program fills it) is
+            # used: online after one metadata request, offline as the cache
+            hub_cache = Path(os.environ['HF_HOME']) / 'hub'
+            hf_hub_download('acme/dla46_c.test', 'model.safetensors', endpoint=srv.url(), cache_dir=hub_cache)
+            gets = len(srv.gets('/acme/dla46_c.test/resolve/main/model.safetensors'))
             monkeypatch.setenv('DLA_PLUGINS_HOME', str(home().parent / 'other'))
+            assert Path(weights.fetch('test/hub', progress=False)).read_bytes() == st
+            assert len(srv.gets('/acme/dla46_c.test/resolve/main/model.safetensors')) == gets
+            monkeypatch.setenv('DLA_PLUGINS_HOME', str(home().parent / 'offline'))
             monkeypatch.setenv('HF_HUB_OFFLINE', '1')
             assert Path(weights.fetch('test/hub', progress=False)).read_bytes() == st
     assert_loads(path, dla46_files['state'])
