@@ -126,6 +126,14 @@ def test_resume_refuses_another_model_or_ema_setting(shapes, tmp_path):
     res = train(_args(shapes, tmp_path, '--resume', 'auto'))
     assert res['epochs'] == 1 and res['history'] == read_checkpoint(tmp_path / 'last.pth')['history']
     assert (tmp_path / 'last.pth').read_bytes() == before
+    # the training checkpoint is a source for dla-plugins convert (its model, not the EMA), exactly
+    from dla_plugins.convert import convert
+
+    trained = read_checkpoint(tmp_path / 'last.pth')['state_dict']
+    for target, prefix in (('core', ''), ('detectron2', 'backbone.bottom_up.dla.'), ('mmseg', 'backbone.body.')):
+        state = convert(str(tmp_path / 'last.pth'), target).state
+        assert all(torch.equal(state[prefix + k], v) for k, v in trained.items()
+                   if not k.startswith('fc.') and not (target == 'detectron2' and k.endswith('num_batches_tracked')))
 
 
 def test_non_finite_loss_stops_and_keeps_the_good_checkpoint(shapes, tmp_path):

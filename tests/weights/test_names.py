@@ -158,21 +158,35 @@ WRONG = (r"checkpoint does not fit DLA\(dla34\) at '{prefix}': \d+ of its \d+ te
          r"the checkpoint; the file is weights dla46_c.in1k: DLA of dla46_c\n  (missing|mis-shaped): ")
 
 
-@pytest.mark.parametrize('config,prefix', [('faster_rcnn_dla34_fpn_1x.yaml', 'backbone.bottom_up.dla.'),
-                                           ('retinanet_dla34_up_1x.yaml', 'backbone.bottom_up.dla.')])
-def test_detectron2_refuses_weights_of_another_variant(served, config, prefix):
-    """The shipped dla34 config with another variant's weights by name: detectron2 alone would load non-strictly and
-    train from random weights; our backbone refuses, naming the model's DLA and the file's."""
+@pytest.mark.parametrize('config,builder,prefix', [
+    ('faster_rcnn_dla34_fpn_1x.yaml', None, 'backbone.bottom_up.dla.'),
+    ('retinanet_dla34_up_1x.yaml', None, 'backbone.bottom_up.dla.'),
+    ('faster_rcnn_dla34_fpn_1x.yaml', 'build_dlap_backbone', 'backbone.dla.'),
+    ('faster_rcnn_dla34_fpn_lazy.py', None, 'backbone.bottom_up.dla.')])
+def test_detectron2_refuses_weights_of_another_variant(served, config, builder, prefix):
+    """The shipped dla34 configs (yaml: every builder; LazyConfig) with another variant's weights by name: detectron2
+    alone would load non-strictly and train from random weights; our backbone refuses, naming the model's DLA and the
+    file's."""
     from detectron2.checkpoint import DetectionCheckpointer
-    from detectron2.modeling import build_model
+    from detectron2.config import LazyConfig, instantiate
+    from detectron2.modeling import build_backbone, build_model
 
     import d2_ext
 
-    cfg = d2_ext.get_cfg()
-    cfg.merge_from_file(d2_ext.get_config_file(config))
-    cfg.MODEL.WEIGHTS, cfg.MODEL.DEVICE = f'dlap://{NAME}', 'cpu'
+    if config.endswith('.py'):  # what lazyconfig_train_net.py does with train.init_checkpoint
+        model = instantiate(LazyConfig.load(d2_ext.get_config_file(config)).model)
+    else:
+        cfg = d2_ext.get_cfg()
+        cfg.merge_from_file(d2_ext.get_config_file(config))
+        cfg.MODEL.DEVICE = 'cpu'
+        if builder:
+            cfg.MODEL.BACKBONE.NAME = builder
+            model = nn.Module()
+            model.backbone = build_backbone(cfg)
+        else:
+            model = build_model(cfg)
     with pytest.raises(CheckpointError, match=WRONG.format(prefix=re.escape(prefix))):
-        DetectionCheckpointer(build_model(cfg)).load(cfg.MODEL.WEIGHTS)
+        DetectionCheckpointer(model).load(f'dlap://{NAME}')
 
 
 def test_mmengine_refuses_weights_of_another_variant_and_converts_once(served):
@@ -185,7 +199,19 @@ def test_mmengine_refuses_weights_of_another_variant_and_converts_once(served):
     holder = nn.Module()
     holder.backbone = MODELS.build(dict(type='DLA', arch='dla34'))
     with pytest.raises(CheckpointError, match=WRONG.format(prefix=re.escape('backbone.body.'))):
-        mm_load_checkpoint(holder, f'dlap://{NAME}')  # mmengine's default: strict=False
+        mm_load_checkpoint(holder, f'dlap://{NAME}')  # mmengine's default (load_from): strict=False
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+
+    from mmseg_ext import get_config_file
+
+    init_default_scope('mmseg')
+    cfg = Config.fromfile(get_config_file('dla34_idaup_4xb2-80k_cityscapes-512x1024.py')).model
+    cfg.backbone.init_cfg = None
+    cfg.init_cfg = dict(type='Pretrained', checkpoint=f'dlap://{NAME}')  # mmengine's own Pretrained init
+    segmentor = MODELS.build(cfg)
+    with pytest.raises(CheckpointError, match=WRONG.format(prefix=re.escape('backbone.body.'))):
+        segmentor.init_weights()
     converted = sorted((weights.cache_dir() / NAME).glob('mmseg-*'))
     assert [p.suffix for p in converted] == ['.json', '.pth']
     mtime = converted[1].stat().st_mtime_ns
