@@ -127,7 +127,27 @@ def _mid_channels(cout: int, cardinality: int, base_width: int) -> int:
     return int(math.floor(cout * (base_width / 64)) * cardinality) // 2
 
 
-class Bottleneck(nn.Module):
+class _ReduceTransformExpand(nn.Module):
+    """What the bottleneck blocks share: 1x1 reduce -> (a 3x3 stage of the subclass's: :meth:`transform`) -> 1x1
+    expand, plus the shortcut. Subclasses build ``conv1``/``bn1``, their stage, then call :meth:`_expand`."""
+
+    def _expand(self, cin: int, cout: int, norm_layer: NormLayer) -> None:
+        self.conv3 = nn.Conv2d(cin, cout, 1, bias=False)
+        self.bn3 = norm_layer(cout)
+        self.relu = nn.ReLU(inplace=True)
+
+    def transform(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor, shortcut: Optional[torch.Tensor] = None,
+                children: Optional[List[torch.Tensor]] = None) -> torch.Tensor:
+        if shortcut is None:
+            shortcut = x
+        out = self.transform(self.relu(self.bn1(self.conv1(x))))
+        return self.relu(self.bn3(self.conv3(out)) + shortcut)
+
+
+class Bottleneck(_ReduceTransformExpand):
     """1x1 -> 3x3 -> 1x1 bottleneck (Fig. 3b); with ``cardinality > 1`` the split/ResNeXt block (Fig. 3c)."""
 
     def __init__(self, cin: int, cout: int, stride: int = 1, dilation: int = 1, cardinality: int = 1,
@@ -138,21 +158,13 @@ class Bottleneck(nn.Module):
         self.bn1 = norm_layer(mid)
         self.conv2 = _conv3x3(mid, mid, stride, dilation, groups=cardinality)
         self.bn2 = norm_layer(mid)
-        self.conv3 = nn.Conv2d(mid, cout, 1, bias=False)
-        self.bn3 = norm_layer(cout)
-        self.relu = nn.ReLU(inplace=True)
+        self._expand(mid, cout, norm_layer)
 
-    def forward(self, x: torch.Tensor, shortcut: Optional[torch.Tensor] = None,
-                children: Optional[List[torch.Tensor]] = None) -> torch.Tensor:
-        if shortcut is None:
-            shortcut = x
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        return self.relu(out + shortcut)
+    def transform(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu(self.bn2(self.conv2(x)))
 
 
-class Res2Bottleneck(nn.Module):
+class Res2Bottleneck(_ReduceTransformExpand):
     """Res2Net/Res2NeXt bottleneck (Gao et al.), as timm ships for dla60_res2net/dla60_res2next.
 
     The first block of a level (``first=True``) processes the splits in parallel and average-pools the last split;
@@ -172,16 +184,10 @@ class Res2Bottleneck(nn.Module):
         self.convs = nn.ModuleList([_conv3x3(width, width, stride, dilation, groups=cardinality) for _ in range(n)])
         self.bns = nn.ModuleList([norm_layer(width) for _ in range(n)])
         self.pool = nn.AvgPool2d(3, stride, padding=1) if self.first and scale > 1 else nn.Identity()
-        self.conv3 = nn.Conv2d(width * scale, cout, 1, bias=False)
-        self.bn3 = norm_layer(cout)
-        self.relu = nn.ReLU(inplace=True)
+        self._expand(width * scale, cout, norm_layer)
 
-    def forward(self, x: torch.Tensor, shortcut: Optional[torch.Tensor] = None,
-                children: Optional[List[torch.Tensor]] = None) -> torch.Tensor:
-        if shortcut is None:
-            shortcut = x
-        out = self.relu(self.bn1(self.conv1(x)))
-        splits = torch.split(out, self.width, 1)
+    def transform(self, x: torch.Tensor) -> torch.Tensor:
+        splits = torch.split(x, self.width, 1)
         outs: List[torch.Tensor] = []
         sp = splits[0]
         for i, (conv, bn) in enumerate(zip(self.convs, self.bns)):
@@ -190,8 +196,7 @@ class Res2Bottleneck(nn.Module):
             outs.append(sp)
         if self.scale > 1:
             outs.append(self.pool(splits[-1]))
-        out = self.bn3(self.conv3(torch.cat(outs, 1)))
-        return self.relu(out + shortcut)
+        return torch.cat(outs, 1)
 
 
 BLOCKS: Dict[str, type] = {'basic': BasicBlock, 'bottleneck': Bottleneck, 'res2': Res2Bottleneck}

@@ -12,7 +12,7 @@ import os
 import sys
 import tempfile
 import time
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import cv2
 import numpy as np
@@ -26,7 +26,8 @@ from dla_plugins.variants import resolve_variant
 from .shipped_configs import get_config_file
 from .synthetic import write_cityscapes_layout
 
-__all__ = ['CITYSCAPES_CONFIG', 'tiny_config', 'majority_class_miou', 'run_demo', 'parse_demo_args', 'main']
+__all__ = ['CITYSCAPES_CONFIG', 'tiny_config', 'majority_class_miou', 'run_demo', 'parse_demo_args', 'demo_main',
+           'main']
 
 CITYSCAPES_CONFIG = get_config_file('dla34_idaup_4xb2-80k_cityscapes-512x1024.py')
 
@@ -134,13 +135,19 @@ def parse_demo_args(prog: str, description: str, iters: int, argv: Optional[List
     return args
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    args = parse_demo_args('python -m mmseg_ext.demo', __doc__.splitlines()[0], 200, argv)
-    res = run_demo(max_iters=args.iters, arch=args.arch)
-    print(f"[mmseg] {args.arch} + DLAUpHead, mmengine Runner on synthetic shapes (Cityscapes layout): "
-          f"val mIoU {res['mIoU']:.3f} (majority-class {res['chance']:.3f}) after {args.iters} iterations, "
-          f"{res['seconds']:.0f}s")
+def demo_main(prog: str, doc: str, iters: int, report: Callable[[argparse.Namespace, Dict[str, Any]], str],
+              run: Callable[..., Dict[str, Any]], argv: Optional[List[str]] = None) -> int:
+    """A demo entry: parse its arguments (:func:`parse_demo_args`), ``run(max_iters=, arch=)``, print ``report``."""
+    args = parse_demo_args(prog, doc.splitlines()[0], iters, argv)
+    print(report(args, run(max_iters=args.iters, arch=args.arch)))
     return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    return demo_main('python -m mmseg_ext.demo', __doc__, 200, lambda args, res: (
+        f"[mmseg] {args.arch} + DLAUpHead, mmengine Runner on synthetic shapes (Cityscapes layout): "
+        f"val mIoU {res['mIoU']:.3f} (majority-class {res['chance']:.3f}) after {args.iters} iterations, "
+        f"{res['seconds']:.0f}s"), run_demo, argv)
 
 
 if __name__ == '__main__':

@@ -4,11 +4,12 @@ boundary config, then compare its ODS / OIS / AP with a Sobel detector scored by
 :func:`tiny_boundary_config` shrinks the shipped config to a CPU-sized run (tiny images, few iterations, no ImageNet
 weights, no worker processes) and keeps its model, loss, dataset type, label rule, transforms and metric.
 """
+import argparse
 import os
 import sys
 import tempfile
 import time
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import cv2
 import numpy as np
@@ -17,7 +18,7 @@ from mmengine.runner import Runner
 
 from dla_plugins.variants import resolve_variant
 
-from ..demo import parse_demo_args
+from ..demo import demo_main
 from ..shipped_configs import get_config_file
 from .bsds import read_bsds_boundaries
 from .evaluation import default_thresholds, evaluate_many, summarize
@@ -110,14 +111,15 @@ def run_demo(work_dir: Optional[str] = None, max_iters: int = 150, arch: str = '
     return dict(model=dict(model), sobel=sobel, seconds=time.time() - start)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    args = parse_demo_args('python -m mmseg_ext.boundary.demo', __doc__.splitlines()[0], 150, argv)
-    res = run_demo(max_iters=args.iters, arch=args.arch)
+def _report(args: argparse.Namespace, res: Dict[str, Any]) -> str:
     m, s = res['model'], res['sobel']
-    print(f"[boundary] {args.arch} + DLAUpHead (stride 2), {args.iters} iterations on synthetic BSDS data: "
-          f"ODS {m['ODS']:.3f} OIS {m['OIS']:.3f} AP {m['AP']:.3f}; Sobel ODS {s['ODS']:.3f} OIS {s['OIS']:.3f} "
-          f"AP {s['AP']:.3f}; {res['seconds']:.0f}s")
-    return 0
+    return (f"[boundary] {args.arch} + DLAUpHead (stride 2), {args.iters} iterations on synthetic BSDS data: "
+            f"ODS {m['ODS']:.3f} OIS {m['OIS']:.3f} AP {m['AP']:.3f}; Sobel ODS {s['ODS']:.3f} OIS {s['OIS']:.3f} "
+            f"AP {s['AP']:.3f}; {res['seconds']:.0f}s")
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    return demo_main('python -m mmseg_ext.boundary.demo', __doc__, 150, _report, run_demo, argv)
 
 
 if __name__ == '__main__':
