@@ -21,7 +21,7 @@ import torch
 
 DATA = os.path.join(os.path.dirname(__file__), 'data')
 __all__ = ['DATA', 'synth_tensor', 'synth_state_dict', 'make_input', 'wrap_container', 'load_manifest',
-           'load_outputs', 'write_checkpoint', 'fixture_names', 'tolerance', 'extra_input_hook']
+           'load_outputs', 'write_checkpoint', 'fixture_names', 'tolerance', 'extra_input_hook', 'seeded_maps']
 
 _DTYPES = {'float32': torch.float32, 'float64': torch.float64, 'int64': torch.int64, 'float16': torch.float16}
 
@@ -114,3 +114,16 @@ def extra_input_hook(base_layer: torch.nn.Module, state: Dict[str, torch.Tensor]
 
     adds = [branch(f'{k}_layer', make_input({'input': spec})) for k, spec in extra.items()]
     return base_layer.register_forward_hook(lambda m, i, out: out + sum(adds))
+
+
+def seeded_maps(spec: Dict[str, Any]) -> Dict[str, torch.Tensor]:
+    """Raw CenterNet head outputs drawn from ``spec`` = {'seed', 'shape': [batch, classes, height, width],
+    'plateaus': bool, 'hm_scale': float}: ``hm`` logits ~ hm_scale x N(0, 1) (hm_scale 1 by default; times 2 and
+    rounded when ``plateaus``: many equal scores), ``wh`` = 16 x U(0, 1), ``reg`` = U(0, 1). Used by the ctdet
+    generator and its tests alike."""
+    g = torch.Generator().manual_seed(spec['seed'])
+    b, c, h, w = spec['shape']
+    hm = torch.randn(b, c, h, w, generator=g) * spec.get('hm_scale', 1.0)
+    if spec.get('plateaus'):
+        hm = (hm * 2).round()
+    return {'hm': hm, 'wh': 16 * torch.rand(b, 2, h, w, generator=g), 'reg': torch.rand(b, 2, h, w, generator=g)}
