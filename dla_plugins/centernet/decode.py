@@ -5,6 +5,8 @@ from typing import Optional, Tuple
 import torch
 import torch.nn.functional as F
 
+from ._checks import check_int
+
 
 def gather_at(feat: torch.Tensor, ind: torch.Tensor) -> torch.Tensor:
     """``feat`` (B, C, H, W) read at flat positions ``ind`` (B, K) (``y * W + x``) -> (B, K, C)."""
@@ -56,8 +58,7 @@ def ctdet_decode(hm: torch.Tensor, wh: torch.Tensor, reg: Optional[torch.Tensor]
     _check_map('wh', wh, hm)
     _check_map('reg', reg, hm)
     b, _, h, w = hm.shape
-    if isinstance(K, bool) or not isinstance(K, int) or not 1 <= K <= h * w:
-        raise ValueError(f'K: {K!r}; allowed: 1..{h * w} (height x width of hm)')
+    check_int('K', K, 1, f'1..{h * w} (height x width of hm)', high=h * w)
     scores, ind, classes, ys, xs = _topk(_peaks(hm), K)
     if reg is not None:
         off = gather_at(reg, ind)

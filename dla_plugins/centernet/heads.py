@@ -6,12 +6,9 @@ from typing import Dict, Mapping
 import torch
 from torch import nn
 
+from ._checks import check_int
+
 HM_BIAS = -2.19  # CenterNet's heatmap prior: sigmoid(-2.19) ~ 0.1
-
-
-def _check_int(name: str, value: object, low: int, allowed: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f'{name}: {value!r}; allowed: {allowed}')
 
 
 class CenterNetHeads(nn.Module):
@@ -26,9 +23,9 @@ class CenterNetHeads(nn.Module):
 
     def __init__(self, in_channels: int, heads: Mapping[str, int], head_conv: int = 256, final_kernel: int = 1):
         super().__init__()
-        _check_int('in_channels', in_channels, 1, 'an int >= 1')
-        _check_int('head_conv', head_conv, 0, 'an int >= 0 (0: one conv per head)')
-        _check_int('final_kernel', final_kernel, 1, 'an odd int >= 1')
+        check_int('in_channels', in_channels, 1, 'an int >= 1')
+        check_int('head_conv', head_conv, 0, 'an int >= 0 (0: one conv per head)')
+        check_int('final_kernel', final_kernel, 1, 'an odd int >= 1')
         if final_kernel % 2 == 0:
             raise ValueError(f'final_kernel: {final_kernel!r}; allowed: an odd int >= 1')
         if not isinstance(heads, Mapping) or not heads:
@@ -37,7 +34,7 @@ class CenterNetHeads(nn.Module):
         for name, channels in heads.items():
             if not isinstance(name, str) or not name.isidentifier() or hasattr(nn.Module, name):
                 raise ValueError(f'heads: name {name!r}; allowed: a Python identifier that is no nn.Module attribute')
-            _check_int(f'heads[{name!r}]', channels, 1, 'an int >= 1')
+            check_int(f'heads[{name!r}]', channels, 1, 'an int >= 1')
         self.head_names = list(heads)
         pad = final_kernel // 2
         for name, channels in heads.items():

@@ -5,6 +5,8 @@ from typing import Dict, Sequence, Tuple, Union
 
 import torch
 
+from ._checks import check_int
+
 BoxesLike = Union[torch.Tensor, Sequence[Sequence[float]]]
 
 
@@ -49,9 +51,8 @@ def draw_umich_gaussian(heatmap: torch.Tensor, center: Sequence[float], radius: 
 
 def _check_inputs(boxes: torch.Tensor, classes: torch.Tensor, num_classes: int, output_size: Sequence[int],
                   max_objs: int) -> None:
-    for name, value in (('num_classes', num_classes), ('max_objs', max_objs)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f'{name}: {value!r}; allowed: an int >= 1')
+    check_int('num_classes', num_classes, 1, 'an int >= 1')
+    check_int('max_objs', max_objs, 1, 'an int >= 1')
     if len(output_size) != 2 or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1
                                         for s in output_size):
         raise ValueError(f'output_size: {tuple(output_size)!r}; allowed: (height, width), ints >= 1')
