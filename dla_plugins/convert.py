@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Union
 
 import torch
+from filelock import FileLock
 
 from .checkpoint.detect import convert_state_dict, detect_layout
 from .checkpoint.hosts import host_layout, host_names
@@ -27,7 +28,6 @@ __all__ = ['targets', 'Converted', 'infer_variant', 'convert', 'convert_checkpoi
 
 CONVERTER_VERSION = 1
 """The version of what :func:`convert` writes; a cached host file of another version is converted again."""
-
 
 
 def targets() -> List[str]:
@@ -201,8 +201,6 @@ def host_file(name: str, host: str) -> HostFile:
     the fetched file as ``<host>-<sha256[:16]>-v<N>.pth`` (the layout's
     :meth:`~dla_plugins.checkpoint.hosts.HostLayout.cached_checkpoint`) with a ``.json`` of its variant, network and
     skipped keys; other conversions of it for ``host`` (stale) are removed. Ranks that race convert once (a lock)."""
-    from filelock import FileLock
-
     src = Path(fetch(name))
     stem = src.parent / f'{host}-{cache_record(name).sha256[:16]}-v{CONVERTER_VERSION}'
     dst, info = stem.with_suffix('.pth'), stem.with_suffix('.json')

@@ -41,4 +41,3 @@ def create_dla(name: str, *, num_classes: int = 1000, in_chans: int = 3, output_
             _logger.info('%s: loaded %s; classifier re-initialised: %s; adapted first conv: %s', variant.name,
                          checkpoint_path, bool(report.dropped_classifier), report.adapted_input_conv)
     return model
-

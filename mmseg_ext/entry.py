@@ -11,6 +11,7 @@ from mmengine.config import Config, DictAction
 
 __all__ = ['CfgOptionsAction', 'check_file', 'check_data_roots']
 
+
 class CfgOptionsAction(DictAction):
     """mmengine's ``DictAction`` (``--cfg-options KEY=VALUE ...``) that names the option for a pair without ``=``."""
 

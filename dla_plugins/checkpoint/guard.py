@@ -7,7 +7,7 @@ hosts' ``dlap://`` paths) is named in the error, and its one log line is written
 """
 import functools
 import logging
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Sequence
 
 import torch.nn as nn
 
@@ -44,9 +44,9 @@ def _check(module: nn.Module, state_dict: Mapping[str, Any], prefix: str, local_
                  and tuple(getattr(state_dict[prefix + k], 'shape', ())) != tuple(v.shape)]
     if all_or_nothing and len(absent) == len(own):
         return
+    variant = getattr(module, 'variant', None)
+    name = f'{what}({variant})' if isinstance(variant, str) else what
     if absent or misshaped:
-        variant = getattr(module, 'variant', None)
-        name = f'{what}({variant})' if isinstance(variant, str) else what
         lines = [f"checkpoint does not fit {name} at '{prefix}': {len(absent) + len(misshaped)} of its {len(own)} "
                  f'tensors are missing or mis-shaped in the checkpoint{_describe_file()}']
         lines += [f'  missing: {k}' for k in absent[:20]] + [f'  mis-shaped: {m}' for m in misshaped[:20]]
@@ -55,9 +55,8 @@ def _check(module: nn.Module, state_dict: Mapping[str, Any], prefix: str, local_
         _PENDING.clear()
         raise CheckpointError('\n'.join(lines))
     if _PENDING and not all_or_nothing:  # the DLA itself loaded whole: the registry file's one line, true counts
-        into = f'{what}({variant})' if isinstance(variant := getattr(module, 'variant', None), str) else what
-        _PENDING['logger'].info(named_files().load_line(_PENDING['name'], len(own), _PENDING['skipped'], into))
-        _PENDING.clear()
+        _PENDING['logger'].info(named_files().load_line(_PENDING['name'], len(own), _PENDING['skipped'], name))
+        _PENDING.clear()  # a later load (another file) must not be described as this one
 
 
 def guard_load(module: nn.Module, what: str, all_or_nothing: bool = False) -> nn.Module:
@@ -66,7 +65,3 @@ def guard_load(module: nn.Module, what: str, all_or_nothing: bool = False) -> nn
     module.register_load_state_dict_pre_hook(functools.partial(_check, what=what, all_or_nothing=all_or_nothing))
     return module
 
-
-def pending_registry_file() -> Optional[str]:
-    """The registry file noted and not yet loaded, if any (tests, diagnostics)."""
-    return _PENDING.get('name')

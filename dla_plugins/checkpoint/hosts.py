@@ -13,8 +13,7 @@ import torch
 from ..files import StateDict
 from .rules import LEVEL_PATTERN
 
-__all__ = ['ENTRY_POINT_GROUP', 'HostLayout', 'HostKeys', 'register_host', 'host_layout', 'host_names', 'match_host',
-           'rename_for_host']
+__all__ = ['ENTRY_POINT_GROUP', 'HostLayout', 'HostKeys', 'register_host', 'host_layout', 'host_names', 'match_host']
 
 ENTRY_POINT_GROUP = 'dla_plugins.hosts'
 _HOSTS: Dict[str, 'HostLayout'] = {}
@@ -78,32 +77,24 @@ class HostLayout:
 
     def to_host(self, state: Mapping[str, torch.Tensor], network: Mapping[str, Any], prefix: Optional[str],
                 dropped: Optional[List[str]] = None) -> StateDict:
-        """:func:`rename_for_host` with this layout's renames, drops and backbone prefix."""
-        return rename_for_host(state, self.renames, self.drop, self.backbone_prefix(network, prefix), dropped)
+        """Rename a DLA/DLASeg state_dict by :attr:`renames`, the DLA at :meth:`backbone_prefix`.
 
-
-def rename_for_host(state: Mapping[str, torch.Tensor], renames: Sequence[Tuple[str, str]],
-                    drop: Sequence[Tuple[str, str]] = (), backbone_prefix: Optional[str] = None,
-                    dropped: Optional[List[str]] = None) -> StateDict:
-    """Rename a DLA/DLASeg state_dict by ``renames`` (``backbone_prefix`` replaces the first rule's host prefix).
-
-    A plain DLA's ImageNet classifier (``fc``) and keys matching a ``drop`` pattern are left out; those that are not
-    BatchNorm counters are appended to ``dropped`` when it is given.
-    """
-    seg = any(k.startswith('neck.') for k in state)
-    out: StateDict = {}
-    for k, v in state.items():
-        if (not seg and k.startswith('fc.')) or any(k.startswith(p) and k.endswith(s) for p, s in drop):
-            if dropped is not None and not k.endswith('num_batches_tracked'):
-                dropped.append(k)
-            continue
-        for ours, theirs in renames:
-            if k.startswith(ours) and (ours or not seg):
-                if backbone_prefix is not None and theirs == renames[0][1]:
-                    theirs = backbone_prefix
-                out[theirs + k[len(ours):]] = v.detach().clone()
-                break
-    return out
+        A plain DLA's ImageNet classifier (``fc``) and keys matching a :attr:`drop` pattern are left out; those that
+        are not BatchNorm counters are appended to ``dropped`` when it is given.
+        """
+        dla_prefix, default = self.backbone_prefix(network, prefix), self.renames[0][1]
+        seg = any(k.startswith('neck.') for k in state)
+        out: StateDict = {}
+        for k, v in state.items():
+            if (not seg and k.startswith('fc.')) or any(k.startswith(p) and k.endswith(s) for p, s in self.drop):
+                if dropped is not None and not k.endswith('num_batches_tracked'):
+                    dropped.append(k)
+                continue
+            for ours, theirs in self.renames:
+                if k.startswith(ours) and (ours or not seg):
+                    out[(dla_prefix if theirs == default else theirs) + k[len(ours):]] = v.detach().clone()
+                    break
+        return out
 
 
 class HostKeys(NamedTuple):
