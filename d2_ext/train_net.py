@@ -18,6 +18,7 @@ import os
 import weakref
 from typing import Any, List, Optional
 
+import torch.distributed as dist
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import CfgNode, get_cfg
 from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup, launch
@@ -172,9 +173,19 @@ def main(args):
     return trainer.train()
 
 
+def _main_then_close(args):
+    """:func:`main`, then the process group destroyed: a gloo group left to interpreter exit can abort the process
+    (``terminate called without an active exception``) after its work succeeded."""
+    try:
+        return main(args)
+    finally:
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+
+
 def _check_and_launch(args) -> None:
     check(args)
-    launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
+    launch(_main_then_close, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
            dist_url=args.dist_url, args=(args,))
 
 
