@@ -1,12 +1,13 @@
-"""Deep Layer Aggregation (Yu, Wang, Shelhamer, Darrell, CVPR 2018) in pure torch.  Map, by layer
-(docs/CONTRIBUTING.md, "Layers"; imports go one way): ``files`` (reading, atomic writing); the model: ``variants``
-(the architecture table), ``layers`` (norms, blocks, aggregation node), ``dcn`` (deformable conv), ``backbone`` (HDA
-trees + IDA roots: ``DLA``), ``dla_up`` (IDA-Up/DLA-Up), ``data`` (synthetic shapes); ``checkpoint`` (foreign
-layouts by rule, strict loading, host layouts); ``weights`` (the registry of public files, the fetcher); the
+"""Deep Layer Aggregation (Yu, Wang, Shelhamer, Darrell, CVPR 2018) in pure torch.
+
+Map, by layer (docs/CONTRIBUTING.md, "Layers"; imports go one way): ``files`` (reading, atomic writing); the model:
+``variants`` (the architecture table), ``layers`` (norms, blocks, aggregation node), ``dcn`` (deformable conv),
+``backbone`` (HDA trees + IDA roots: ``DLA``), ``dla_up`` (IDA-Up/DLA-Up), ``data`` (synthetic shapes); ``checkpoint``
+(foreign layouts by rule, strict loading, host layouts); ``weights`` (the registry of public files, the fetcher); the
 builders: ``factory`` (``create_dla``), ``seg`` (``DLASeg``), ``detector`` (``CenterNet``), ``pretrained``
-(``create_from_weights``), ``convert``; then ``deploy`` (inference fusion, export) and ``tools`` (the
-``dla-plugins`` command). Benchmarks live outside the package, in the checkout's ``benchmarks/``. The model
-state_dicts are identical to timm's DLA.
+(``create_from_weights``), ``convert``; then ``deploy`` (inference fusion, export) and ``tools`` (the ``dla-plugins``
+command). Benchmarks live outside the package, in the checkout's ``benchmarks/``. The model state_dicts are identical
+to timm's DLA.
 """
 from . import weights
 from ._version import __version__
