@@ -60,47 +60,50 @@ ANNOTATIONS = {
 TRAIN_OPTS = ['--not_rand_crop', '--scale', '0', '--shift', '0', '--flip', '0', '--no_color_aug']
 
 PREPROCESS_NOTE = (
-    'Images: uint8 BGR HxWx3 (stored as images.<i>; recipe: see image_recipe). Pre-processing (detectors/'
-    'base_detector.py pre_process, scale 1: cv2.resize to the same size is the identity): fix_res (the default, '
-    'opt.fix_res = not keep_res): input_h = input_w = 256 (--input_res 256), c = float32 [w / 2, h / 2], s = '
-    'max(h, w) (a float); keep_res: input_h = (h | 31) + 1, input_w = (w | 31) + 1 (opt.pad 31: the smallest '
-    'multiple of 32 STRICTLY above h, w: 150 -> 160, 190 -> 192, 192 -> 224), c = float32 [w // 2, h // 2] (integer '
-    'halves), s = float32 [input_w, '
-    'input_h]. trans = utils/image.py get_affine_transform(c, s, 0, [input_w, input_h]): with s scalar -> [s, s]; '
-    'src = (c, c + (0, -s_w / 2), third point), dst = ((W / 2, H / 2), (W / 2, H / 2 - W / 2), third point), third '
-    'point of (a, b) = b + (-(a - b)_y, (a - b)_x), trans = cv2.getAffineTransform(float32 src, float32 dst), i.e. the '
-    'similarity x -> (W / s_w) (x - c) + (W / 2, H / 2) (uniform scale W / s_w, no rotation; zero padding). warped = '
-    'cv2.warpAffine(image, trans, (input_w, input_h), flags=INTER_LINEAR) (uint8, border 0), stored as '
-    'inputs.<i>.<mode>; network input = ((warped / 255. - mean) / std).astype(float32) computed in float64 with '
-    'float32 mean/std in BGR channel order (datasets/dataset/coco.py COCO.mean = [0.40789654, 0.44719302, '
-    '0.47026115], COCO.std = [0.28863828, 0.27408164, 0.27809835], as tools test.py sets them), transposed to '
-    '1x3xHxW; flip_test: batch 2 = cat(x, x[..., ::-1]). out_height = input_h // 4, out_width = input_w // 4.'
+    'Images: uint8 BGR HxWx3 (stored as images.<i>; recipe: see image_recipe). Pre-processing '
+    '(detectors/base_detector.py pre_process, scale 1: cv2.resize to the same size is the identity): fix_res (the '
+    'default, opt.fix_res = not keep_res): input_h = input_w = 256 (--input_res 256), c = float32 [w / 2, h / 2], s = '
+    'max(h, w) (a float); keep_res: input_h = (h | 31) + 1, input_w = (w | 31) + 1 (opt.pad 31: the smallest multiple '
+    'of 32 STRICTLY above h, w: 150 -> 160, 190 -> 192, 192 -> 224), c = float32 [w // 2, h // 2] (integer halves), s '
+    '= float32 [input_w, input_h]. trans = utils/image.py get_affine_transform(c, s, 0, [input_w, input_h]): with s '
+    'scalar -> [s, s]; src = (c, c + (0, -s_w / 2), third point), dst = ((W / 2, H / 2), (W / 2, H / 2 - W / 2), third '
+    'point), third point of (a, b) = b + (-(a - b)_y, (a - b)_x), trans = cv2.getAffineTransform(float32 src, float32 '
+    'dst), i.e. the similarity x -> (W / s_w) (x - c) + (W / 2, H / 2) (uniform scale W / s_w, no rotation; zero '
+    'padding). warped = cv2.warpAffine(image, trans, (input_w, input_h), flags=INTER_LINEAR) (uint8, border 0), stored '
+    'as inputs.<i>.<mode>; network input = ((warped / 255. - mean) / std).astype(float32) computed in float64 with '
+    'float32 mean/std in BGR channel order (datasets/dataset/coco.py COCO.mean = [0.40789654, 0.44719302, 0.47026115], '
+    'COCO.std = [0.28863828, 0.27408164, 0.27809835], as tools test.py sets them), transposed to 1x3xHxW; flip_test: '
+    'batch 2 = cat(x, x[..., ::-1]). out_height = input_h // 4, out_width = input_w // 4.'
 )
 
 DETECTOR_NOTE = (
     'CtdetDetector(opt).run(images.<i>) with opt = opts().parse(["ctdet", "--arch", ARCH, "--gpus", "-1", '
-    '"--input_res", "256", "--K", "100", "--load_model", CKPT] + options) then update_dataset_info_and_set_heads(opt, '
-    'COCO) (heads {hm: 80, wh: 2, reg: 2}, head_conv 256, test_scales [1.0], nms False, reg_offset True, '
-    'cat_spec_wh False); CKPT = write_checkpoint(load_manifest(checkpoint)) (container {"epoch": 1, "state_dict"}), '
-    'loaded by the reference load_model with nothing skipped, dropped or missing; model in eval mode. process: '
-    'output = model(x)[-1]; hm = sigmoid(output["hm"]); wh = output["wh"]; reg = output["reg"]; with flip_test: hm = '
-    '(hm[0:1] + flip(hm[1:2], dim 3)) / 2 (averaged AFTER the sigmoid), wh = (wh[0:1] + flip(wh[1:2], dim 3)) / 2 '
-    '(widths/heights as they are, no sign change), reg = reg[0:1] (the unflipped pass only); dets = '
-    'models/decode.py ctdet_decode(hm, wh, reg, K=100): 3x3 max-pool peaks, per-class top-100 then overall top-100 '
-    '(torch.topk order, scores descending), box = (xs + reg_x -/+ w / 2, ys + reg_y -/+ h / 2) at the output stride; '
-    'dets [1, 100, 6] = x1, y1, x2, y2, score, class (0-based, float). post_process: utils/post_process.py '
+    '"--input_res", "256", "--K", "100"] + options + ["--load_model", CKPT]) (the argv field) then '
+    'update_dataset_info_and_set_heads(opt, COCO) (heads {hm: 80, wh: 2, reg: 2}, head_conv 256, test_scales [1.0], '
+    'nms False, reg_offset True, cat_spec_wh False); CKPT = write_checkpoint(load_manifest(checkpoint)) (container '
+    '{"epoch": 1, "state_dict"}), loaded by the reference load_model with nothing skipped, dropped or missing; model '
+    'in eval mode. process: output = model(x)[-1]; hm = sigmoid(output["hm"]); wh = output["wh"]; reg = output["reg"]; '
+    'with flip_test: hm = (hm[0:1] + flip(hm[1:2], dim 3)) / 2 (averaged AFTER the sigmoid), wh = (wh[0:1] + '
+    'flip(wh[1:2], dim 3)) / 2 (widths/heights as they are, no sign change), reg = reg[0:1] (the unflipped pass only); '
+    'dets = models/decode.py ctdet_decode(hm, wh, reg, K=100): 3x3 max-pool peaks, per-class top-100 then overall '
+    'top-100 (torch.topk order, scores descending), box = (xs + reg_x -/+ w / 2, ys + reg_y -/+ h / 2) at the output '
+    'stride; dets [1, 100, 6] = x1, y1, x2, y2, score, class (0-based, float). post_process: utils/post_process.py '
     'ctdet_post_process maps (x1, y1) and (x2, y2) with get_affine_transform(c, s, 0, [out_width, out_height], inv=1) '
     '(the inverse similarity: x -> s_w / out_width * (x - (out_width / 2, out_height / 2)) + c; computed in float64, '
-    'then float32), groups by class 1..80 keeping decode order within a class; merge_outputs with one scale keeps '
-    'all 100 (max_per_image 100, no soft-NMS). Flattened class by class (1..80), in decode order within a class: '
-    'boxes (N, 4) x1, y1, x2, y2 in original image pixels, scores (N,), classes (N,) 0-based, rank (N,) = index of '
-    'the row in dets; boxes_clipped = boxes with x clamped to [0, w] and y to [0, h] (detectron2 Boxes.clip). '
-    'Raw outputs (before any sigmoid) for the whole batch: wh, reg (B, 2, H, W) in full; hm (B, 80, H, W) logits by '
-    'fingerprint: hm_kept = hm[:, hm_kept_classes] (B, P, H, W: every class that has a detection in the top-100, in '
-    'full), hm_rest_max = the max over the other classes (B, H, W), hm_class_sum = hm.double().sum((2, 3)) (B, 80) '
-    'float64, hm_sample = '
-    'hm.flatten(1)[:, hm_index] (B, S), hm_index = sorted(torch.randperm(80 * H * W, generator=manual_seed(seed))'
-    '[:2048]) (stored). min_score_gap = min over the 100 dets of score[k] - score[k + 1] (> 0: no ties in the top-K).'
+    'then float32), groups by class 1..80 keeping decode order within a class; merge_outputs with one scale keeps all '
+    '100 (max_per_image 100, no soft-NMS). Flattened class by class (1..80), in decode order within a class: boxes (N, '
+    '4) x1, y1, x2, y2 in original image pixels, scores (N,), classes (N,) 0-based, rank (N,) = index of the row in '
+    'dets; boxes_clipped = boxes with x clamped to [0, w] and y to [0, h] (detectron2 Boxes.clip). Raw outputs (before '
+    'any sigmoid) for the whole batch: wh, reg (B, 2, H, W) in full; hm (B, 80, H, W) logits by fingerprint: hm_kept = '
+    'hm[:, hm_kept_classes] (B, P, H, W: every class that has a detection in the top-100, in full), hm_rest_max = the '
+    'max over the other classes (B, H, W), hm_class_sum = hm.double().sum((2, 3)) (B, 80) float64, hm_sample = '
+    'hm.flatten(1)[:, hm_index] (B, S), hm_index = sorted(torch.randperm(80 * H * W, '
+    'generator=manual_seed(seed))[:2048]) (stored). Tie sensitivity (per image): the seeded heads give a nearly flat '
+    'heatmap (top-100 scores within ~0.01, mostly one class), so min_score_gap = min of score[k] - score[k + 1] over '
+    'the 100 dets (0 when exact_ties > 0: exactly equal scores, ordered as torch.topk leaves them: compare tied rows '
+    'as a set), score_next = the (K+1)-th candidate score and boundary_gap = score[99] - score_next (whether the set '
+    'of 100 is stable), topk_changed_under_hm_noise[eps] = how many of the 100 (x1, y1, class) detections change when '
+    'the process step reruns on the raw outputs with hm logits + U(-eps, eps) (seeded).'
 )
 
 
@@ -278,9 +281,8 @@ def detector_fixtures(args, ref: Dict[str, types.ModuleType], images: Dict[str, 
         path = os.path.join(tmp, ckpt_name + '.pth')
         if not os.path.exists(path):
             write_checkpoint(man, path)
-        argv = ['ctdet', '--arch', arch, '--gpus', '-1', '--input_res', str(INPUT_RES), '--K', str(K),
-                '--load_model', path] + options
-        det = build_detector(ref, make_opt(ref, argv), man)
+        argv = ['ctdet', '--arch', arch, '--gpus', '-1', '--input_res', str(INPUT_RES), '--K', str(K)] + options
+        det = build_detector(ref, make_opt(ref, argv + ['--load_model', path]), man)
         tensors, per_image = {}, {}
         for j, key in enumerate(IMAGES):
             t, info, extra = detector_case(ref, det, key, 2650 + 10 * i + j, images)
@@ -292,7 +294,7 @@ def detector_fixtures(args, ref: Dict[str, types.ModuleType], images: Dict[str, 
             per_image[key] = info
         meta = {'name': name, 'reference': reference(args, 'src/lib/detectors/ctdet.py', 'CtdetDetector(opt).run('
                                                      'image) (base_detector.py BaseDetector.run)'),
-                'checkpoint': ckpt_name, 'arch': arch, 'argv': argv[:-3] + options, 'K': K,
+                'checkpoint': ckpt_name, 'arch': arch, 'argv': argv + ['--load_model', 'CKPT'], 'K': K,
                 'flip_test': '--flip_test' in options, 'keep_res': '--keep_res' in options, 'images': per_image,
                 'notes': DETECTOR_NOTE}
         save(args.out, name, meta, tensors)
@@ -325,19 +327,18 @@ TRAIN_NOTE = (
     '{category_id: category_id - 1}, mean/std = COCO.mean/std (BGR). Randomness off: with not_rand_crop the centre '
     'shift is s * clip(randn * 0, 0, 0) = 0 and the scale factor clip(randn * 0 + 1, 1, 1) = 1 (np.random is still '
     'drawn, without effect), flip probability 0, no colour augmentation; so c = [w / 2, h / 2], s = max(h, w) exactly '
-    'as fix_res testing and the warped image is inputs.<i>.fix of detector_inputs (checked); input = ((warped.astype('
-    'float32) / 255.) - mean) / std in float32 (NOT the float64 of pre_process), CHW; batch = stack(a, b). Targets: '
-    'trans_output = get_affine_transform(c, s, 0, [64, 64]); per annotation k: bbox = [x, y, x + w, y + h] float32, '
-    'both corners through trans_output (stored as <i>.boxes, before clipping), x clipped to [0, 63], y to [0, 63]; if '
-    'h, w > 0: radius = max(0, int(gaussian_radius((ceil(h), ceil(w)), 0.7))), ct = centre (float32), ct_int = '
-    'int(ct), draw_umich_gaussian(hm[cls], ct_int, radius), wh[k] = (w, h), ind[k] = ct_int_y * 64 + ct_int_x, '
-    'reg[k] = ct - ct_int, reg_mask[k] = 1. Stored: <i>.wh, <i>.reg, <i>.ind, <i>.reg_mask (128 rows), <i>.hm_kept '
-    '= hm[classes] for the classes of the batch (target_classes; hm is zero elsewhere, checked). Model: '
-    'models/model.py create_model("dla_34", {hm: 80, wh: 2, reg: 2}, 256) + load_model(checkpoint '
-    'centernet_dla34_dcn) in EVAL mode (BatchNorm running statistics); out.* = raw outputs model(batch)[-1] (hm as '
-    'in the detector fixtures: out.hm_kept = hm logits of target_classes, hm_rest_max, hm_class_sum, '
-    'hm_index/hm_sample; wh, reg in full). '
-    'Loss: trains/ctdet.py CtdetLoss(opt)([outputs], batch) with opt defaults: mse_loss False (FocalLoss on '
+    'as fix_res testing and the warped image is inputs.<i>.fix of detector_inputs (checked); input = '
+    '((warped.astype(float32) / 255.) - mean) / std in float32 (NOT the float64 of pre_process), CHW; batch = stack(a, '
+    'b). Targets: trans_output = get_affine_transform(c, s, 0, [64, 64]); per annotation k: bbox = [x, y, x + w, y + '
+    'h] float32, both corners through trans_output (stored as <i>.boxes, before clipping), x clipped to [0, 63], y to '
+    '[0, 63]; if h, w > 0: radius = max(0, int(gaussian_radius((ceil(h), ceil(w)), 0.7))), ct = centre (float32), '
+    'ct_int = int(ct), draw_umich_gaussian(hm[cls], ct_int, radius), wh[k] = (w, h), ind[k] = ct_int_y * 64 + '
+    'ct_int_x, reg[k] = ct - ct_int, reg_mask[k] = 1. Stored: <i>.wh, <i>.reg, <i>.ind, <i>.reg_mask (128 rows), '
+    '<i>.hm_kept = hm[classes] for the classes of the batch (target_classes; hm is zero elsewhere, checked). Model: '
+    'models/model.py create_model("dla_34", {hm: 80, wh: 2, reg: 2}, 256) + load_model(checkpoint centernet_dla34_dcn) '
+    'in EVAL mode (BatchNorm running statistics); out.* = raw outputs model(batch)[-1] (hm as in the detector '
+    'fixtures: out.hm_kept = hm logits of target_classes, hm_rest_max, hm_class_sum, hm_index/hm_sample; wh, reg in '
+    'full). Loss: trains/ctdet.py CtdetLoss(opt)([outputs], batch) with opt defaults: mse_loss False (FocalLoss on '
     '_sigmoid(hm) = clamp(sigmoid, 1e-4, 1 - 1e-4)), reg_loss "l1" (RegL1Loss: sum |pred * mask - target * mask| / '
     '(mask.sum() + 1e-4), mask expanded to both channels), dense_wh False, norm_wh False, cat_spec_wh False, '
     'reg_offset True, hm_weight 1, wh_weight 0.1, off_weight 1, num_stacks 1: loss = hm_loss + 0.1 wh_loss + off_loss. '
