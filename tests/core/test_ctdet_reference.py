@@ -213,3 +213,29 @@ def test_hm_fingerprints_are_consistent():
             other = ~torch.isin(cls, torch.tensor(kept))
             rest = ref[p + 'hm_rest_max'].flatten(1)[:, pix[other]]
             assert (ref[p + 'hm_sample'][:, other] <= rest).all() and other.any()
+
+
+def normalised(warped: torch.Tensor, train: bool) -> torch.Tensor:
+    """The documented normalisation: BGR, COCO mean/std (float32); float64 in test pre-processing, float32 in the
+    training dataset; HWC -> CHW."""
+    meta, _ = fixture('detector_inputs')
+    mean, std = np.float32(meta['mean_bgr']), np.float32(meta['std_bgr'])
+    w = warped.numpy()
+    x = (w.astype(np.float32) / 255. - mean) / std if train else ((w / 255. - mean) / std).astype(np.float32)
+    return torch.from_numpy(x.transpose(2, 0, 1).copy())
+
+
+@pytest.mark.parametrize('name', DETECTORS + ['train_batch'])
+def test_normalised_inputs_match_the_reference_checksums(name):
+    meta, _ = fixture(name)
+    _, inputs = fixture('detector_inputs')
+    for key in IMAGES:
+        if name == 'train_batch':
+            want, warped = meta['input_channel_sums'][key], inputs[f'inputs.{key}.fix']
+        else:
+            want = meta['images'][key]['input_channel_sums']
+            warped = inputs[f'inputs.{key}.{"keep" if meta["keep_res"] else "fix"}']
+        got = normalised(warped, name == 'train_batch').double().sum((1, 2))
+        assert torch.allclose(got, torch.tensor(want, dtype=torch.float64), rtol=1e-12, atol=1e-9), (key, got, want)
+        rgb = normalised(warped.flip(2), name == 'train_batch').double().sum((1, 2))  # a wrong channel order shows
+        assert not torch.allclose(rgb, torch.tensor(want, dtype=torch.float64), rtol=1e-6)

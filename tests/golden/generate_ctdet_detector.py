@@ -103,7 +103,9 @@ DETECTOR_NOTE = (
     'the 100 dets (0 when exact_ties > 0: exactly equal scores, ordered as torch.topk leaves them: compare tied rows '
     'as a set), score_next = the (K+1)-th candidate score and boundary_gap = score[99] - score_next (whether the set '
     'of 100 is stable), topk_changed_under_hm_noise[eps] = how many of the 100 (x1, y1, class) detections change when '
-    'the process step reruns on the raw outputs with hm logits + U(-eps, eps) (seeded).'
+    'the process step reruns on the raw outputs with hm logits + U(-eps, eps) (seeded). input_channel_sums = the '
+    'per-channel float64 sums of the reference network input x[0] (a checksum of the normalisation; x[1] of flip_test '
+    '= x[0] mirrored, checked).'
 )
 
 
@@ -191,7 +193,13 @@ def warped_input(ref: Dict[str, types.ModuleType], det: Any, image: np.ndarray, 
     warped = cv2.warpAffine(image, trans, (w, h), flags=cv2.INTER_LINEAR)
     norm = ((warped / 255. - det.mean) / det.std).astype(np.float32).transpose(2, 0, 1)
     assert np.array_equal(norm, x[0].numpy()), 'warped input does not reproduce the reference input'
+    assert x.shape[0] == 1 or torch.equal(x[1], x[0].flip(-1))  # flip_test: the mirrored copy
     return warped, trans
+
+
+def channel_sums(x: torch.Tensor) -> List[float]:
+    """Per-channel float64 sums of one CHW input (a checksum of the normalisation: mean/std values and order)."""
+    return x.double().sum((1, 2)).tolist()
 
 
 def hm_fingerprint(hm: torch.Tensor, seed: int, keep: List[int]) -> Dict[str, torch.Tensor]:
@@ -268,7 +276,8 @@ def detector_case(ref: Dict[str, types.ModuleType], det: Any, key: str, seed: in
     info = {'input_hw': list(x.shape[-2:]), 'batch': x.shape[0], 'c': [float(v) for v in np.asarray(meta['c'])],
             's': np.asarray(meta['s'], np.float64).tolist(), 'trans_input': trans.tolist(),
             'out_hw': [meta['out_height'], meta['out_width']], 'hm_index_seed': seed,
-            'num_detections': int(out['scores'].numel()), 'hm_kept_classes': keep,
+            'input_channel_sums': channel_sums(x[0]), 'num_detections': int(out['scores'].numel()),
+            'hm_kept_classes': keep,
             **tie_report(det, x, raw, dets, seed)}
     return {f'{key}.{k}': v for k, v in out.items()}, info, {'warped': warped, 'trans': trans}
 
@@ -343,7 +352,8 @@ TRAIN_NOTE = (
     '(mask.sum() + 1e-4), mask expanded to both channels), dense_wh False, norm_wh False, cat_spec_wh False, '
     'reg_offset True, hm_weight 1, wh_weight 0.1, off_weight 1, num_stacks 1: loss = hm_loss + 0.1 wh_loss + off_loss. '
     'focal_kept = FocalLoss()(_sigmoid(out hm[:, target_classes]), target hm[:, target_classes]) (the same loss on the '
-    'stored slice, so it can be recomputed from this file alone).'
+    'stored slice, so it can be recomputed from this file alone). input_channel_sums = the per-channel float64 sums of '
+    'each reference input (float32 CHW).'
 )
 
 
@@ -391,6 +401,7 @@ def train_fixture(args, ref: Dict[str, types.ModuleType], images: Dict[str, np.n
             'image_hw': {k: list(size) for k, (size, _) in IMAGES.items()}, 'input_hw': [INPUT_RES] * 2,
             'output_hw': [INPUT_RES // 4] * 2, 'max_objs': MAX_OBJS, 'num_classes': NUM_CLASSES,
             'target_classes': kept, 'hm_index_seed': 2699,
+            'input_channel_sums': {k: channel_sums(smp['input']) for k, smp in samples.items()},
             'loss_weights': {'hm': opt.hm_weight, 'wh': opt.wh_weight, 'off': opt.off_weight},
             'notes': TRAIN_NOTE}
     save(args.out, 'train_batch', meta, tensors)
