@@ -50,7 +50,7 @@ NUM_CLASSES = 80
 CAT_IDS = {k + 1: k for k in range(NUM_CLASSES)}  # COCO-style category_id = class + 1
 MAX_OBJS = 128
 # Training annotations: (category_id, [x, y, w, h]) in original image pixels. a (150 x 200): two overlapping boxes of
-# class 0, one ending exactly at the right and bottom borders (x + w = 200, y + h = 150), a small and a thin one.
+# class 0, one ending exactly at the right and bottom borders (x + w = 200, y + h = 150), a small one and one more.
 # b (190 x 140): two overlapping boxes of class 2, one starting at the left border (x = 0), one more.
 ANNOTATIONS = {
     'a': [(1, [20.5, 30.25, 60.0, 50.0]), (1, [55.0, 45.5, 50.0, 60.0]), (18, [140.0, 90.0, 60.0, 60.0]),
@@ -151,6 +151,9 @@ def build_detector(ref: Dict[str, types.ModuleType], opt: Any, man: Dict[str, An
     return det
 
 
+STEPS = ('pre_process', 'process', 'post_process')
+
+
 def _record(det: Any, store: Dict[str, Any]) -> List[Any]:
     """Wrap the detector's steps (instance attributes) and hook the model; raw outputs are cloned before sigmoid_."""
     def wrap(name: str, fn: Callable) -> Callable:
@@ -160,7 +163,7 @@ def _record(det: Any, store: Dict[str, Any]) -> List[Any]:
             return out
         return inner
 
-    for name in ('pre_process', 'process', 'post_process'):
+    for name in STEPS:
         setattr(det, name, wrap(name, getattr(det, name)))
 
     def hook(_m, _a, out):
@@ -180,6 +183,8 @@ def run_detector(det: Any, image: np.ndarray) -> Dict[str, Any]:
         torch.cuda.synchronize = sync
         for h in handles:
             h.remove()
+        for name in STEPS:
+            delattr(det, name)  # the class's own methods again
     return store
 
 
