@@ -155,3 +155,17 @@ def test_bad_config_values_name_the_key():
 def test_file_bytes_are_a_centernet_container(ctdet_files):
     ckpt = torch.load(io.BytesIO(ctdet_files['centernet_dla34_dcn'][0]), weights_only=True)
     assert set(ckpt) == {'epoch', 'state_dict'}
+
+
+def test_lazy_config_builds_the_same_network_as_the_yaml_with_centernets_recipe():
+    from detectron2.config import LazyConfig, instantiate
+
+    cfg = LazyConfig.load(d2_ext.get_config_file('centernet_dla34_dcn_coco_lazy.py'))
+    lazy = instantiate(cfg.model)
+    yaml = build_model(cfg_of('centernet_dla34_dcn_coco.yaml'))
+    assert {k: v.shape for k, v in lazy.state_dict().items()} == {k: v.shape for k, v in yaml.state_dict().items()}
+    assert type(lazy.backbone.bottom_up.dla.base_layer[1]) is torch.nn.BatchNorm2d  # CenterNet trains every BN
+    assert cfg.optimizer._target_ is torch.optim.Adam and cfg.optimizer.lr == 1.25e-4
+    assert cfg.train.max_iter == 140 * 3697 and cfg.dataloader.train.total_batch_size == 32
+    assert cfg.lr_multiplier.scheduler.milestones == [90 * 3697, 120 * 3697]
+    assert cfg.train.init_checkpoint == 'dlap://dla34.in1k' and cfg.dataloader.train.mapper.augmentations == []
