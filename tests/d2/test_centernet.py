@@ -52,6 +52,7 @@ def test_shipped_configs_build_the_registered_meta_architecture(config):
     assert type(model).__name__ == 'DLAPCenterNet'
     assert model.heads.hm[2].out_channels == (20 if 'pascal' in config else 80)
     assert model.test_affine.size == (384 if 'pascal' in config else 512)
+    assert model.test_affine.keep_res == ('pascal' not in config)  # CenterNet tests COCO with --keep_res
     flavor = 'paper' if 'dlav0' in config else 'centernet'
     assert model.backbone.dla_up.flavor == flavor and model.backbone.output_shape()['p2'].channels == 64
 
@@ -150,6 +151,12 @@ def test_bad_config_values_name_the_key():
         build_model(cfg_of('centernet_dla34_dcn_coco.yaml', 'MODEL.DLAP.CENTERNET.IN_FEATURE', 'p3'))
     with pytest.raises(ValueError, match=r"^size: 100; allowed: a multiple of 32 >= 32$"):
         build_model(cfg_of('centernet_dla34_dcn_coco.yaml', 'MODEL.DLAP.CENTERNET.INPUT_SIZE', '100'))
+    with pytest.raises(ValueError, match=r"^MODEL.DLAP.CENTERNET.IN_FEATURE: 'level2'; allowed: \['p2', 'p3', 'p4'"):
+        build_model(cfg_of('centernet_dla34_dcn_coco.yaml', 'MODEL.DLAP.CENTERNET.IN_FEATURE', 'level2'))
+    with pytest.raises(ValueError, match=r"^flip: 1.5; allowed: a float in \[0, 1\]$"):
+        build_model(cfg_of('centernet_dla34_dcn_coco.yaml', 'MODEL.DLAP.CENTERNET.FLIP', '1.5'))
+    with pytest.raises(ValueError, match=r"^INPUT.FORMAT: 'L'; allowed: 'BGR', 'RGB'$"):
+        build_model(cfg_of('centernet_dla34_dcn_coco.yaml', 'INPUT.FORMAT', 'L'))
 
 
 def test_file_bytes_are_a_centernet_container(ctdet_files):

@@ -125,7 +125,7 @@ def test_shipped_config_by_name_reproduces_reference_detections_targets_and_loss
     if isinstance(meta['annotations'], str):
         meta['annotations'] = json.loads(meta['annotations'])
     data, _ = ctdet_files['centernet_dla34_dcn']
-    model = _model('centernet_dla34_dcn_coco.yaml', *TRAIN_OPTS)
+    model = _model('centernet_dla34_dcn_coco.yaml', 'MODEL.DLAP.CENTERNET.KEEP_RES', 'False', *TRAIN_OPTS)
     with files_mirror(tmp_path, {'centernet/ctdet_coco_dla_2x/ctdet_coco_dla_2x.pth': data}, monkeypatch):
         AtomicCheckpointer(model).load('dlap://centernet/ctdet_coco_dla_2x')
     _compare_image(model, fixture('detector_dla34_dcn_fix')[0], 'a')
