@@ -122,7 +122,7 @@ def convert(src: Union[str, os.PathLike, Mapping[str, torch.Tensor]], target: st
     state = (unwrap_state_dict(src, 'the given mapping') if isinstance(src, Mapping) else read_state_dict(src))
     layout = detect_layout(state)
     network = layout.model_kwargs(state)
-    if network and layout.host is None:
+    if network:
         network.update(ctdet_heads(state))  # CenterNet's ctdet files keep their heads
     norm = network.get('norm_layer')
     variant = variant or infer_variant(state, norm)

@@ -60,7 +60,8 @@ class HostLayout:
 
     def keys_from_host(self, keys: Sequence[str]) -> Optional[Dict[str, str]]:
         """Host key -> our key for the keys of a file this host wrote (its own checkpoints, e.g. after training), or
-        None when no DLA sits under this host's prefixes. Keys of the host's other modules (heads, FPN) are left out."""
+        None when no DLA sits under this host's prefixes. Keys of the host's other modules (heads, FPN) are left out,
+        except those it renames from ours (a CenterNet detector's ``heads.``)."""
         where: Dict[str, List[str]] = {}
         for ours, theirs in self.renames:
             where.setdefault(ours or 'backbone.', []).append(theirs)
@@ -71,7 +72,7 @@ class HostLayout:
         seg = any(k.startswith(n) for n in where.get('neck.', ()) for k in keys)
         targets = [(found[0], 'backbone.' if seg else '')]
         if seg:
-            targets += [(t, ours) for ours in ('neck.', 'classifier.') for t in where.get(ours, ())]
+            targets += [(t, ours) for ours in ('neck.', 'classifier.', 'heads.') for t in where.get(ours, ())]
         return {k: ours + k[len(theirs):] for k in keys for theirs, ours in targets
                 if k.startswith(theirs)}
 

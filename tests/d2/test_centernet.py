@@ -176,3 +176,14 @@ def test_lazy_config_builds_the_same_network_as_the_yaml_with_centernets_recipe(
     assert cfg.train.max_iter == 140 * 3697 and cfg.dataloader.train.total_batch_size == 32
     assert cfg.lr_multiplier.scheduler.milestones == [90 * 3697, 120 * 3697]
     assert cfg.train.init_checkpoint == 'dlap://dla34.in1k' and cfg.dataloader.train.mapper.augmentations == []
+
+
+def test_a_trained_detectron2_centernet_file_converts_back_heads_included(tmp_path):
+    from dla_plugins.convert import convert
+
+    model = build_model(cfg_of('centernet_dla34_dcn_coco.yaml'))
+    torch.save({'model': model.state_dict(), 'iteration': 3}, tmp_path / 'model_final.pth')
+    out = convert(str(tmp_path / 'model_final.pth'), 'core')
+    assert out.report.layout.startswith('detectron2/')
+    assert out.host_options['builder'] == 'CenterNet' and out.network['heads'] == {'hm': 80, 'wh': 2, 'reg': 2}
+    assert torch.equal(out.state['heads.hm.2.weight'], model.heads.hm[2].weight)
