@@ -12,6 +12,9 @@ subprocesses of the real entries):
 - ``d2``: ``python -m d2_ext.train_net`` with a DLA-Up Faster R-CNN on synthetic shapes (``SOLVER.AMP.ENABLED``).
 - ``mmseg``: ``python -m mmseg_ext.train`` with the DLAUpHead Cityscapes config on synthetic shapes (``--amp``:
   ``AmpOptimWrapper``, bf16).
+- ``centernet``: CenterNet's ctdet detector (:class:`dla_plugins.CenterNet`, DLA-34 + deformable DLA-Up, 512x512,
+  batch 1, network + top-100 decode) in frames per second: fp32 eager, fp16 autocast, fused (BN folded) and
+  ``torch.compile``; CenterNet publishes 52 FPS on a TITAN Xp without flip test (readme/MODEL_ZOO.md).
 
 ``smoke=True`` runs the same pipeline at toy sizes with CPU-safe options (dynamo's ``eager`` backend instead of
 inductor, no AMP); there a step passes when it ran and produced its figures. A full run also requires each training
@@ -41,7 +44,7 @@ from benchmarks.measure import ROOT, child_env, dist_version, variant_list
 __all__ = ['STEPS', 'DOCS_BEGIN', 'DOCS_END', 'Sizes', 'FULL', 'SMOKE', 'run_gpu_check', 'summary_table',
            'docs_section', 'write_docs_section', 'environment']
 
-STEPS = ('bench', 'dcn', 'timm', 'd2', 'mmseg')
+STEPS = ('bench', 'dcn', 'timm', 'd2', 'mmseg', 'centernet')
 DOCS_BEGIN = '<!-- gpu-check:begin (written by `python -m benchmarks.gpu_check`; edits inside are replaced) -->'
 DOCS_END = '<!-- gpu-check:end -->'
 SHAPES_CHANCE = 0.25  # 4 balanced shape classes
@@ -82,6 +85,8 @@ class Sizes:
     mmseg_batch: int
     mmseg_iters: int
     mmseg_images: Tuple[int, int]
+    centernet_img: int = 512
+    centernet_rounds: int = 50
 
 
 FULL = Sizes(smoke=False, variants=('dla34', 'dla60x', 'dla102'), batch_size=256, img_size=224,
@@ -97,7 +102,8 @@ SMOKE = Sizes(smoke=True, variants=('dla46_c',), batch_size=2, img_size=32, form
               timm_model='dla46_c', timm_img=32, timm_batch=16, timm_epochs=2, timm_images=(64, 32), timm_workers=0,
               d2_config='faster_rcnn_dla34_up_1x.yaml', d2_arch='dla46_c', d2_img=64, d2_batch=2, d2_iters=40,
               d2_images=8, d2_channels=16,
-              mmseg_arch='dla46_c', mmseg_img=32, mmseg_batch=4, mmseg_iters=20, mmseg_images=(8, 4))
+              mmseg_arch='dla46_c', mmseg_img=32, mmseg_batch=4, mmseg_iters=20, mmseg_images=(8, 4),
+              centernet_img=64, centernet_rounds=1)
 
 
 def environment(device: str) -> Dict[str, Any]:
@@ -361,8 +367,46 @@ def step_mmseg(device: str, sizes: Sizes, out: str) -> Dict[str, Any]:
                             amp='--amp' in args, peak_memory_mib=memory)
 
 
+CENTERNET_PUBLISHED_FPS = 52.0  # CenterNet readme/MODEL_ZOO.md: ctdet_coco_dla_2x, 19 ms on a TITAN Xp, no flip test
+
+
+def step_centernet(device: str, sizes: Sizes, out: str) -> Dict[str, Any]:
+    """Frames per second of CenterNet's ctdet detector (network + decode), interleaved configurations."""
+    from benchmarks.measure import interleaved
+    from dla_plugins import CenterNet
+    from dla_plugins.centernet import ctdet_decode
+    from dla_plugins.deploy.fuse import optimize_for_inference
+
+    dev = torch.device(device)
+    model = CenterNet('dla34').eval().to(dev)
+    x = torch.randn(1, 3, sizes.centernet_img, sizes.centernet_img, device=dev)
+
+    def run(m: torch.nn.Module, half: bool = False) -> Callable[[], Any]:
+        @torch.no_grad()
+        def fn() -> Any:
+            with torch.autocast(dev.type, dtype=torch.float16, enabled=half):
+                o = m(x)
+            return ctdet_decode(o['hm'].float().sigmoid(), o['wh'].float(), o['reg'].float(), K=100)
+        return fn
+
+    fused = optimize_for_inference(model)
+    fns = {'fp32': run(model), 'fused': run(fused)}
+    if device == 'cuda':
+        fns['fp16'] = run(model, half=True)
+    fns[f'compiled ({sizes.compile_backend})'] = run(torch.compile(fused, backend=sizes.compile_backend))
+    times = interleaved(fns, sizes.centernet_rounds, 1 if sizes.smoke else 3, dev, 'centernet', False)
+    fps = {k: 1.0 / sorted(v)[len(v) // 2] for k, v in times.items()}
+    with open(os.path.join(out, 'centernet.json'), 'w') as f:
+        json.dump(dict(fps=fps, img_size=sizes.centernet_img), f, indent=2)
+    best = max(fps.values())
+    goals = dict(centernet_fps=dict(goal=f'>= {CENTERNET_PUBLISHED_FPS:g} FPS (CenterNet on a TITAN Xp)', value=best,
+                                    met=best >= CENTERNET_PUBLISHED_FPS,
+                                    note='best configuration, batch 1, network + top-100 decode'))
+    return dict(figures=dict(fps=fps, img_size=sizes.centernet_img), checks=dict(ran=bool(fps)), goals=goals)
+
+
 STEP_FUNCS: Dict[str, Callable[[str, Sizes, str], Dict[str, Any]]] = dict(
-    bench=step_bench, dcn=step_dcn, timm=step_timm, d2=step_d2, mmseg=step_mmseg)
+    bench=step_bench, dcn=step_dcn, timm=step_timm, d2=step_d2, mmseg=step_mmseg, centernet=step_centernet)
 
 
 # ---------------------------------------------------------------------------------------------------------- driver
@@ -452,6 +496,8 @@ def _key_figures(step: Dict[str, Any]) -> str:
         return '; '.join(parts)
     if name == 'dcn' and f:
         return 'see dcn.json'
+    if name == 'centernet' and f:
+        return '; '.join(f'{k} {v:.1f} FPS' for k, v in f['fps'].items()) + f" at {f['img_size']} px"
     if 'loss_first' in f:
         return (f"loss {_fmt(f['loss_first'])} -> {_fmt(f['loss_last'])}, {f['metric']} {_fmt(f['value'])} "
                 f"(chance {_fmt(f['chance'])})")

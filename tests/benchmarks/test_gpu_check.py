@@ -103,6 +103,9 @@ def test_cpu_smoke_runs_every_step(tmp_path):
         assert f['metric'] == metric and f['value'] is not None and f['value'] >= 0, (name, f)
         assert (out / name / 'train.log').is_file()
     assert steps['timm']['figures']['chance'] == 0.25 and 0 < steps['mmseg']['figures']['chance'] < 0.5
+    centernet = steps['centernet']
+    assert centernet['status'] == 'pass' and set(centernet['figures']['fps']) == {'fp32', 'fused', 'compiled (eager)'}
+    assert all(v > 0 for v in centernet['figures']['fps'].values()) and (out / 'centernet.json').is_file()
 
     assert summary_table(res) in proc.stdout
     assert docs.read_text() == f'before\n{DOCS_BEGIN}\nNot yet run.\n{DOCS_END}\n'  # a smoke run never writes docs
