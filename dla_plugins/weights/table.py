@@ -12,18 +12,24 @@ __all__ = ['TABLE']
 TIMM_CFG = 'huggingface/pytorch-image-models@aa4b585 timm/models/dla.py default_cfgs (hf_hub_id="timm/")'
 TIMM_RELEASE_CITE = ('huggingface/pytorch-image-models@e11efa8 timm/models/dla.py (dla169 fixed in @73049dc); '
                      'name = <model>-<sha256[:8]> (clean_checkpoint.py; timm set_pretrained_check_hash)')
-TIMM_RES2NET_CITE = 'huggingface/pytorch-image-models@adbf770 timm/models/dla.py (res2net release assets)'
+RES2NET_CITE = ('Res2Net/Res2Net-PretrainedModels@ffeb825 dla.py model_urls (the authors\' file names, '
+                '<model>-<sha256[:8]> as torch.hub names them)')
+TIMM_RES2NET_CITE = (f'huggingface/pytorch-image-models@adbf770 timm/models/dla.py (the same files re-hosted as '
+                     f'release assets under their authors\' names; {RES2NET_CITE})')
 UCB_CITE = 'ucbdrive/dla@d477ceb dla.py WEB_ROOT + dataset.py imagenet.model_hash'
 TRICKS_CITE = 'facebookresearch/omni3d@778bd02 cubercnn/modeling/backbone/dla.py (name dla34+tricks, hash 24a49e58)'
-OMZ_DLA34 = 'openvinotoolkit/open_model_zoo@0475b7c models/public/dla-34/model.yml (size, sha384, mirror)'
-OMZ_DLAV0 = 'openvinotoolkit/open_model_zoo@1db2046 models/public/ctdet_coco_dlav0_512/model.yml (size, sha384)'
+OMZ_DLA34 = ('openvinotoolkit/open_model_zoo@0475b7c models/public/dla-34/model.yml (size, sha384, mirror); '
+             '@1cab204b3 (sha256, whose first 8 hex digits are the file name\'s suffix)')
+OMZ_DLAV0 = ('openvinotoolkit/open_model_zoo@1db2046 models/public/ctdet_coco_dlav0_512/model.yml (size, sha384); '
+             '@0d6d15b8f (sha256)')
 CENTERNET_ZOO = 'xingyizhou/CenterNet@4c50fd3 readme/MODEL_ZOO.md'
 CENTERNET_OLD = 'xingyizhou/CenterNet@f16ef63 readme/MODEL_ZOO.md (before the Nov 2022 link update)'
 CENTERTRACK_ZOO = 'xingyizhou/CenterTrack@e4e7534 readme/MODEL_ZOO.md'
 CENTERTRACK_OLD = 'xingyizhou/CenterTrack@04fe46c readme/MODEL_ZOO.md (before the Nov 2022 link update)'
 FAIRMOT_README = 'ifzhang/FairMOT@4aa6297 README.md'
 CENTERNET2_ZOO = 'xingyizhou/CenterNet2@bfc8b72 docs/MODEL_ZOO.md'
-CENTERNET2_OLD = 'xingyizhou/CenterNet2@d35d394 docs/MODEL_ZOO.md (before the Nov 2022 link update)'
+CENTERNET2_OLD = ('xingyizhou/CenterNet2@d35d394 projects/CenterNet2/centernet2_docs/MODEL_ZOO.md (before the Nov 2022 '
+                  'link update)')
 MMDET3D_SMOKE = ('open-mmlab/mmdetection3d@fe25f7a configs/smoke/metafile.yml; name = <stem>-<sha256[:8]> '
                  '(tools/model_converters/publish_model.py)')
 MMDET3D_MONOFLEX = 'open-mmlab/mmdetection3d@fe25f7a configs/monoflex/metafile.yml'
@@ -69,8 +75,12 @@ _IMAGENET: Dict[str, Tuple[str, Optional[str], Optional[str], Optional[str]]] = 
     'dla60_res2net': ('res2net_dla60_4s-d88db7f9.pth', None, None, None),
     'dla60_res2next': ('res2next_dla60_4s-d327927b.pth', None, None, None),
 }
-_OMZ_DLA34 = dict(size=63228658, sha384='38c035736538b6c67f2539bf1ca1cc1349c3691f41321bd58de9e97aa9eb83ea'
-                                        '6f52c4aeef7c4cd54c92b6f8c3f3e89b')
+_OMZ_DLA34 = dict(size=63228658, sha256='ba72cf86426e6333d9e8c6c7a8cae5549879212e48ae3aaad4bc8a7d009c34e1',
+                  sha384='38c035736538b6c67f2539bf1ca1cc1349c3691f41321bd58de9e97aa9eb83ea'
+                         '6f52c4aeef7c4cd54c92b6f8c3f3e89b')
+_RES2NET_ROOT = 'https://shanghuagao.oss-cn-beijing.aliyuncs.com/res2net'
+UCBDRIVE_MEANING = ("ucbdrive/dla's own ImageNet weights. Pinned HTTPS copies come first, the unpinned plain-http "
+                    'original (dl.yf.io, often down) after them')
 
 
 def _imagenet_sources(variant: str) -> Dict[str, Tuple[Source, ...]]:
@@ -82,19 +92,23 @@ def _imagenet_sources(variant: str) -> Dict[str, Tuple[Source, ...]]:
                  else TIMM_CFG),
           Source('hf', repo, 'pytorch_model.bin', sha256=hf_bin, cite=_hf_page(variant, 'pytorch_model.bin') if hf_bin
                  else TIMM_CFG))
-    tag = 'v0.1-res2net' if 'res2' in variant else 'v0.1-weights'
-    github = (Source('url', f'https://github.com/rwightman/pytorch-image-models/releases/download/{tag}/{release}',
-                     release, sha256=release.rsplit('-', 1)[1].split('.')[0],
-                     cite=TIMM_RES2NET_CITE if 'res2' in variant else TIMM_RELEASE_CITE),)
+    res2 = 'res2' in variant
+    prefix = release.rsplit('-', 1)[1].split('.')[0]
+    github = (Source('url', f'https://github.com/rwightman/pytorch-image-models/releases/download/'
+                            f"{'v0.1-res2net' if res2 else 'v0.1-weights'}/{release}", release, sha256=prefix,
+                     family='timm', cite=TIMM_RES2NET_CITE if res2 else TIMM_RELEASE_CITE),)
     original: Tuple[Source, ...] = ()
+    if res2:  # the authors' own copy (the name timm kept)
+        original = (Source('url', f'{_RES2NET_ROOT}/{release}', release, sha256=prefix, cite=RES2NET_CITE),)
     if ucb_hash:
         file = f'{variant}-{ucb_hash}.pth'
         pins = _OMZ_DLA34 if variant == 'dla34' else {}
         original = (Source('url', f'http://dl.yf.io/dla/models/imagenet/{file}', file, family='ucbdrive',
                            cite=f'{UCB_CITE}; {OMZ_DLA34}' if pins else UCB_CITE, **pins),)
         if variant == 'dla34':
-            original += (Source('url', 'https://storage.openvinotoolkit.org/repositories/open_model_zoo/public/2022.1/'
-                                       f'dla-34/{file}', file, family='ucbdrive', cite=OMZ_DLA34, **_OMZ_DLA34),)
+            original = (Source('url', 'https://storage.openvinotoolkit.org/repositories/open_model_zoo/public/'
+                                      f'2022.1/dla-34/{file}', file, family='ucbdrive', cite=OMZ_DLA34, **_OMZ_DLA34),
+                        ) + original
     return dict(hf=hf, github=github, original=original)
 
 
@@ -105,11 +119,19 @@ def _imagenet_entries() -> Tuple[WeightEntry, ...]:
         out.append(WeightEntry(
             f'{variant}.in1k', variant, 'timm', s['hf'] + s['github'] + s['original'], 'create_dla',
             dict(num_classes=1000), f"timm's {variant}.in1k ImageNet-1k classifier"))
-        if s['original']:
-            out.append(WeightEntry(
-                f'{variant}.ucbdrive', variant, 'ucbdrive', s['original'] + s['github'] + s['hf'][:1], 'create_dla',
-                dict(num_classes=1000), f"ucbdrive/dla's original {variant} ImageNet file (dl.yf.io) first; then "
-                'the re-saved copies of the same weights'))
+        if 'res2' in variant:
+            continue
+        https = tuple(x for x in s['original'] if x.where.startswith('https://'))
+        plain = tuple(x for x in s['original'] if x not in https)
+        first = https if https else s['github']  # a pinned HTTPS copy before the unpinned plain-http original
+        rest = s['github'] if https else ()
+        out.append(WeightEntry(
+            f'{variant}.ucbdrive', variant, 'ucbdrive', first + plain + rest + s['hf'][:1], 'create_dla',
+            dict(num_classes=1000), f"ucbdrive/dla's {variant} ImageNet classifier",
+            note=UCBDRIVE_MEANING + (": OpenVINO's copy of the original file (same bytes, pinned), then dl.yf.io "
+                                     "(pinned by OpenVINO's hashes), then timm's re-saved copies of the same tensors"
+                                     if https else ": timm's GitHub release copy of the same tensors (re-saved, "
+                                     "pinned by its name), then dl.yf.io, then the hub")))
     for variant, file in (('dla34', 'dla34+tricks-24a49e58.pth'), ('dla60', 'dla60+tricks-14488826.pth'),
                           ('dla102', 'dla102+tricks-27a30eac.pth')):
         out.append(WeightEntry(
@@ -128,20 +150,24 @@ _FAMILY_NET = {
     'centernet-dlav0': dict(down_ratio=4, output_stride=32, flavor='paper', node_type='conv', num_classes=0),
     'mmdet3d': dict(_CENTERNET_NET, norm_layer='gn'),
 }
-DRIVE_ONLY = ('Google Drive only: the authors publish no other copy; the second id is the one their model zoo gave '
-              'before the Nov 2022 link update (may be gone)')
+DRIVE_ONLY = ('one source, Google Drive: the authors publish no other copy. The id their model zoo gave before the '
+              'Nov 2022 link update is gone and kept as history only (retired)')
+GONE = ('gone since Nov 2022: the authors replaced these ids (xingyizhou/CenterTrack#282 "The google drive folder is '
+        'empty", xingyizhou/CenterNet#1013, #1014, ifzhang/FairMOT#525)')
 
 
 def _net(name: str, family: str, sources: Tuple[Source, ...], description: str, note: str = '',
-         variant: str = 'dla34', **kwargs) -> WeightEntry:
+         variant: str = 'dla34', retired: Tuple[Source, ...] = (), **kwargs) -> WeightEntry:
     """A detection/tracking checkpoint: DLASeg(**family kwargs), or a DLA for bottom-up-only families."""
     net = dict(_FAMILY_NET[family], **kwargs) if family in _FAMILY_NET else None
     return WeightEntry(name, variant, family, sources, 'DLASeg' if net else 'create_dla', net or dict(num_classes=0),
-                       description, note)
+                       description, note, retired)
 
 
-def _drive(file: str, ids: Tuple[str, ...], cites: Tuple[str, ...]) -> Tuple[Source, ...]:
-    return tuple(Source('gdrive', i, file, cite=c) for i, c in zip(ids, cites))
+def _drive(file: str, ids: Tuple[str, str], cites: Tuple[str, str], **kwargs) -> Dict[str, Tuple[Source, ...]]:
+    """The current Drive id as a source and the pre-2022 one as a retired source."""
+    return dict(sources=(Source('gdrive', ids[0], file, cite=cites[0]),),
+                retired=(Source('gdrive', ids[1], file, cite=cites[1], note=GONE),), **kwargs)
 
 
 def _centernet_entries() -> Tuple[WeightEntry, ...]:
@@ -156,18 +182,16 @@ def _centernet_entries() -> Tuple[WeightEntry, ...]:
         'ddd_sub': ('1ZUsUqrM_yTjxaJuDBxm0WTKXj1snVuvP', '15XuJxTxCBnA8O37M_ghjppnWmVnjC0Hp'),
     }
     cites = (CENTERNET_ZOO, CENTERNET_OLD)
-    out = [_net(f'centernet/{k}', 'centernet', _drive(f'{k}.pth', ids, cites), f'CenterNet {k} (DLA-34, DCN)',
-                DRIVE_ONLY) for k, ids in zoo.items()]
+    out = [_net(f'centernet/{k}', 'centernet', description=f'CenterNet {k} (DLA-34, DCN)', note=DRIVE_ONLY,
+                **_drive(f'{k}.pth', ids, cites)) for k, ids in zoo.items()]
     # ctdet_coco_dla_2x: FairMOT's README links the pre-2022 id too (its COCO-pretrained starting point)
     v0 = 'ctdet_coco_dlav0_1x.pth'
+    pins = dict(size=221889662, sha256='23a4ff7102c47c427bc1f24cec2059b8d837a0253363978d467a70e643b699d3',
+                sha384='74565ead2d6c42738f90c0c23abaca04048c9156fdd548130a6b9df94786a6d964b8d6f548a0a44208885243314eea64')
     out.append(_net('centernet/ctdet_coco_dlav0_1x', 'centernet-dlav0', (
         Source('url', f'https://storage.openvinotoolkit.org/repositories/open_model_zoo/public/2022.1/'
-                      f'ctdet_coco_dlav0_512/{v0}', v0, size=221889662,
-               sha384='74565ead2d6c42738f90c0c23abaca04048c9156fdd548130a6b9df94786a6d964b8d6f548a0a44208885243314eea64',
-               cite=OMZ_DLAV0),
-        Source('gdrive', '18yBxWOlhTo32_swSug_HM4q3BeWgxp_N', v0, size=221889662,
-               sha384='74565ead2d6c42738f90c0c23abaca04048c9156fdd548130a6b9df94786a6d964b8d6f548a0a44208885243314eea64',
-               cite=f'{OMZ_DLAV0} original_source')),
+                      f'ctdet_coco_dlav0_512/{v0}', v0, cite=OMZ_DLAV0, **pins),
+        Source('gdrive', '18yBxWOlhTo32_swSug_HM4q3BeWgxp_N', v0, cite=f'{OMZ_DLAV0} original_source', **pins)),
         'CenterNet ctdet_coco_dlav0_1x (DLA-34, paper DLA-Up)'))
     return tuple(out)
 
@@ -210,9 +234,8 @@ def _centertrack_entries() -> Tuple[WeightEntry, ...]:
         'nuScenes_3Dtracking': ('1gPQFzqneDtT_PjJRRuyskRsNTRHXovw1', '1e8zR1m1QMJne-Tjp-2iY_o81hn2CiQRt'),
     }
     cites = (CENTERTRACK_ZOO, CENTERTRACK_OLD)
-    return tuple(_net(f'centertrack/{k}', 'centertrack', _drive(f'{k}.pth', ids, cites),
-                      f'CenterTrack {k} (DLA-34, DCN; extra input convs skipped)', DRIVE_ONLY)
-                 for k, ids in zoo.items())
+    return tuple(_net(f'centertrack/{k}', 'centertrack', description=f'CenterTrack {k} (DLA-34, DCN; extra input '
+                      'convs skipped)', note=DRIVE_ONLY, **_drive(f'{k}.pth', ids, cites)) for k, ids in zoo.items())
 
 
 def _centernet2_entries() -> Tuple[WeightEntry, ...]:
@@ -223,15 +246,16 @@ def _centernet2_entries() -> Tuple[WeightEntry, ...]:
                                        '12GUNlDW9RmOs40UEMSiiUsk5QK_lpGsE'),
         'CenterNet2_DLA-BiFPN-P3_24x': ('centernet2-bifpn', '17osgvr_Zhp9SS2uMa_YLiKwkKJIDtwPZ',
                                         '15ZES1ySxubDPzKsHPA7pYg8o_Vwmf-Mb'),
-        'CenterNet2_DLA-BiFPN-P5_640_24x_ST': ('centernet2-fpn', '1pGXpnHhvi66my_p5dASTnTjvaaj0FEvE',
+        'CenterNet2_DLA-BiFPN-P5_640_24x_ST': ('centernet2-bifpn', '1pGXpnHhvi66my_p5dASTnTjvaaj0FEvE',
                                                '1qsHp2HrM1u8WrtBzF5S0oCoLMz-B40wk'),
     }
     cites = (CENTERNET2_ZOO, CENTERNET2_OLD)
-    notes = {'CenterNet2_DLA-BiFPN-P5_640_24x_ST': ' Its config is not in the repository; the family is that of '
-                                                   'the P5_640 configs (build_p37_dla_bifpn_backbone) and is '
-                                                   're-detected from the keys at load.'}
-    return tuple(_net(f'centernet2/{k}', fam, _drive(f'{k}.pth', (new, old), cites), f'CenterNet2 {k} (DLA-34)',
-                      DRIVE_ONLY + '.' + notes.get(k, ''))
+    notes = {'CenterNet2_DLA-BiFPN-P5_640_24x_ST': (
+        ' Its config is xingyizhou/CenterNet2@d35d394 projects/CenterNet2/configs/CenterNet2_DLA-BiFPN-P5_640_24x_ST'
+        '.yaml (renamed CenterNet2_DLA-fcosBiFPN-P5_640_16x_ST.yaml at 9ba5c8e): build_p37_fcos_dla_bifpn_backbone, '
+        'whose BackboneWithTopLevels keeps the DLA under backbone.bottom_up.backbone.')}
+    return tuple(_net(f'centernet2/{k}', fam, description=f'CenterNet2 {k} (DLA-34)',
+                      note=DRIVE_ONLY + '.' + notes.get(k, ''), **_drive(f'{k}.pth', (new, old), cites))
                  for k, (fam, new, old) in zoo.items())
 
 

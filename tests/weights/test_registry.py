@@ -25,7 +25,9 @@ def test_every_entry_is_sourced_cited_and_buildable():
     for e in entries:
         auto = e.automatic_sources
         assert len(auto) >= 2 or e.note, f'{e.name}: one source and no note saying why'
-        assert all(s.cite for s in e.sources), e.name
+        assert all(s.cite for s in e.sources + e.retired), e.name
+        assert all(s.note for s in e.retired), f'{e.name}: a retired source without the reason it is gone'
+        assert not {s.where for s in e.retired} & {s.where for s in e.sources}, e.name
         assert e.family in FAMILIES and (e.builds == 'DLASeg') == bool(e.model_kwargs.get('flavor'))
         for s in auto:
             assert s.kind in ('url', 'hf', 'gdrive')
@@ -40,6 +42,67 @@ def test_every_entry_is_sourced_cited_and_buildable():
         for s in e.sources:
             if s.kind == 'url' and s.sha256 and len(s.sha256) == 8:
                 assert s.file.endswith(f'-{s.sha256}.pth'), s
+
+
+def test_every_entry_without_an_automatic_source_says_how_to_get_it():
+    """The drift check on the data: an entry nobody can download automatically must say why and how."""
+    bad = [e.name for e in weights.entries() if not e.automatic_sources and not e.note]
+    assert bad == []
+    manual = Source('manual', 'https://pan.baidu.com/s/x', 'x.pth', note='Baidu, access code abcd')
+    with pytest.raises(ValueError) as e:
+        weights.register(WeightEntry('test/manual', 'dla34', 'timm', (manual,)))
+    assert str(e.value) == ("entry 'test/manual': no automatic source and no note; allowed: at least one source of "
+                            "kind ['url', 'hf', 'gdrive'], or a note saying how to get the file")
+    with weights.registered(WeightEntry('test/manual', 'dla34', 'timm', (manual,), note='Baidu only')):
+        assert weights.get('test/manual').hash_status == 'recorded at first download'
+        with pytest.raises(weights.WeightsError) as e:
+            weights.fetch('test/manual', progress=False)
+        folder = weights.cache_dir() / 'test/manual'
+        assert str(e.value) == ("weights: 'test/manual' has no automatic source (Baidu only):\n"
+                                f'  download by hand: https://pan.baidu.com/s/x (Baidu, access code abcd) and save it '
+                                f'as {folder / "x.pth"}\n'
+                                '  (a mirror holding test/manual/<file> can be named with DLA_PLUGINS_MIRROR)')
+        folder.mkdir(parents=True, exist_ok=True)  # placed by hand: recorded, then served from the cache
+        torch.save({'w': torch.ones(2)}, folder / 'x.pth')
+        assert weights.fetch('test/manual', progress=False) == str(folder / 'x.pth')
+
+
+def test_fixes_of_issue_27():
+    """Dead Drive ids are history, not sources; CenterNet2's P5_640 ST file is a BiFPN bottom-up; the published
+    OpenVINO sha256 pins are used; pinned HTTPS before unpinned plain-http in every .ucbdrive entry."""
+    retired = [s for e in weights.entries() for s in e.retired]
+    assert len(retired) == 18 and all(s.kind == 'gdrive' for s in retired)
+    for prefix, n in (('centernet/', 8), ('centertrack/', 6), ('centernet2/', 4)):
+        assert sum(len(e.retired) for e in weights.entries() if e.name.startswith(prefix)) == n
+        assert all(len(e.automatic_sources) == 1 for e in weights.entries() if e.name.startswith(prefix)
+                   and e.retired)
+    assert weights.get('centernet2/CenterNet2_DLA-BiFPN-P5_640_24x_ST').family == 'centernet2-bifpn'
+    assert weights.get('dla34.ucbdrive').sources[0].sha256 == (
+        'ba72cf86426e6333d9e8c6c7a8cae5549879212e48ae3aaad4bc8a7d009c34e1')
+    assert weights.get('centernet/ctdet_coco_dlav0_1x').sources[0].sha256 == (
+        '23a4ff7102c47c427bc1f24cec2059b8d837a0253363978d467a70e643b699d3')
+    for e in weights.entries():
+        auto = e.automatic_sources
+        plain = [i for i, s in enumerate(auto) if s.where.startswith('http://') and not s.pinned]
+        https = [i for i, s in enumerate(auto) if s.where.startswith('https://') and s.pinned and s.kind == 'url']
+        if plain and https:
+            assert min(https) < min(plain), e.name
+    assert all('Res2Net/Res2Net-PretrainedModels' in s.cite for n in ('dla60_res2net.in1k', 'dla60_res2next.in1k')
+               for s in weights.get(n).sources if s.kind == 'url')
+
+
+def test_list_json_reports_count_families_and_entries(capsys):
+    import json
+
+    assert main(['weights', 'list', '--format', 'json']) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out['count'] == len(weights.names()) == len(out['entries'])
+    assert [r['name'] for r in out['entries']] == weights.names()
+    assert out['families'] == {f: sum(e.family == f for e in weights.entries())
+                               for f in sorted({e.family for e in weights.entries()})}
+    row = next(r for r in out['entries'] if r['name'] == 'centernet/ctdet_coco_dla_2x')
+    assert row['automatic_sources'] == 1 and row['retired'][0]['where'] == '1pl_-ael8wERdUREEnaIfqOV_VF2bEVRT'
+    assert row['cached'] is False and row['sources'][0]['hash'] == 'recorded at first download'
 
 
 def test_docs_list_every_name():
