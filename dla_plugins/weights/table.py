@@ -34,6 +34,12 @@ MMDET3D_SMOKE = ('open-mmlab/mmdetection3d@fe25f7a configs/smoke/metafile.yml; n
                  '(tools/model_converters/publish_model.py)')
 MMDET3D_MONOFLEX = 'open-mmlab/mmdetection3d@fe25f7a configs/monoflex/metafile.yml'
 OMNI3D_ZOO = 'facebookresearch/omni3d@778bd02 MODEL_ZOO.md'
+TRADES_README = 'JialianW/TraDeS@0443c36 README.md'
+CENTERFUSION_README = 'mrnabati/CenterFusion@3bac5c9 README.md ("Pretrained Models")'
+KM3D_README = 'Banconxuan/RTM3D@888c379 README.md ("KM3D Baseline and Model Zoo")'
+PERMATRACK_DOC = 'TRI-ML/permatrack@db16088 readme/GETTING_STARTED.md'
+DEFT_README = 'MedChaabane/DEFT@71abba2 README.md'
+MONOFLEX_README = 'zhangyp15/MonoFlex@ec6da01 README.md'
 
 
 # the revision of the hub page each hash was read from (the file's "Git LFS details"; main where the page was main)
@@ -182,7 +188,13 @@ def _centernet_entries() -> Tuple[WeightEntry, ...]:
         'ddd_sub': ('1ZUsUqrM_yTjxaJuDBxm0WTKXj1snVuvP', '15XuJxTxCBnA8O37M_ghjppnWmVnjC0Hp'),
     }
     cites = (CENTERNET_ZOO, CENTERNET_OLD)
-    out = [_net(f'centernet/{k}', 'centernet', description=f'CenterNet {k} (DLA-34, DCN)', note=DRIVE_ONLY,
+    out = [_net('centernet/exdet_coco_dla', 'centernet', (
+        Source('gdrive', '1PFcEqN0KjFuq9XaqzB7TkVD3pvXZx04e', 'exdet_coco_dla.pth', cite=CENTERNET_OLD),),
+        'CenterNet exdet_coco_dla (ExtremeNet re-implementation; DLA-34, DCN)',
+        "one source, the pre-2022 Drive id (the only per-file id published for it; it may be gone like the others): "
+        "the current model-zoo row (@4c50fd3) links ctdet_coco_resdcn18's id 1RtFps3kQAyLjQyzCao7pPDclOBQ64Vyp, a "
+        'copy-paste error upstream, so it is not a source')]
+    out += [_net(f'centernet/{k}', 'centernet', description=f'CenterNet {k} (DLA-34, DCN)', note=DRIVE_ONLY,
                 **_drive(f'{k}.pth', ids, cites)) for k, ids in zoo.items()]
     # ctdet_coco_dla_2x: FairMOT's README links the pre-2022 id too (its COCO-pretrained starting point)
     v0 = 'ctdet_coco_dlav0_1x.pth'
@@ -234,8 +246,23 @@ def _centertrack_entries() -> Tuple[WeightEntry, ...]:
         'nuScenes_3Dtracking': ('1gPQFzqneDtT_PjJRRuyskRsNTRHXovw1', '1e8zR1m1QMJne-Tjp-2iY_o81hn2CiQRt'),
     }
     cites = (CENTERTRACK_ZOO, CENTERTRACK_OLD)
-    return tuple(_net(f'centertrack/{k}', 'centertrack', description=f'CenterTrack {k} (DLA-34, DCN; extra input '
-                      'convs skipped)', note=DRIVE_ONLY, **_drive(f'{k}.pth', ids, cites)) for k, ids in zoo.items())
+    current = {  # experiment -> (family, Drive id) of the rows with no earlier id in this registry
+        'mot17_fulltrain_sc': ('centertrack', '17rtVMuFOnRzXj0_3egrFI5j-wc8XviDZ'),
+        'mot17_half_sc': ('centertrack', '1o_cCo92WiVg8mgwyESd1Gg1AZYnq1iAJ'),
+        'kitti_half': ('centertrack', '1AZiFG0p3VxB2pA_5XIkbue4ASfxaA3e1'),
+        'kitti_half_sc': ('centertrack', '13rmdfi1rX3X7yFOndzyARTYO51uSNW0Z'),
+        'coco_pose_tracking': ('centertrack', '1yGFC_Q9wzSHL1d4eZW_44EBB2H42YKYt'),
+        'nuScenes_3Ddetection_e140': ('centernet', '1o989b1tANh49uHhNbsCCJ5J57FGiaFut'),
+    }
+    ddd = (' experiments/nuScenes_3Ddetection_e140.sh trains task ddd (no tracking head, no previous-frame '
+           'inputs), so its keys are those of CenterNet pose_dla_dcn and it is recognised as centernet')
+    extra = tuple(_net(f'centertrack/{k}', fam, (Source('gdrive', i, f'{k}.pth', cite=CENTERTRACK_ZOO),),
+                       f'CenterTrack {k} (DLA-34, DCN)', DRIVE_ONLY.split('. ')[0] + '.' + (ddd if fam == 'centernet'
+                                                                                            else ''))
+                  for k, (fam, i) in current.items())
+    return extra + tuple(_net(f'centertrack/{k}', 'centertrack', description=f'CenterTrack {k} (DLA-34, DCN; extra '
+                              'input convs skipped)', note=DRIVE_ONLY, **_drive(f'{k}.pth', ids, cites))
+                         for k, ids in zoo.items())
 
 
 def _centernet2_entries() -> Tuple[WeightEntry, ...]:
@@ -290,6 +317,76 @@ def _omni3d_entries() -> Tuple[WeightEntry, ...]:
     return tuple(out)
 
 
+FORK = {  # project -> why its files have CenterNet's or CenterTrack's keys (source compared with the original)
+    'trades': 'TraDeS src/lib/model/networks/dla.py is CenterTrack\'s without the pre_img/pre_hm input convs, and '
+              "--trades drops the 'tracking' head (opts.py): CenterNet pose_dla_dcn keys, recognised as centernet; "
+              "TraDeS's own modules (embedconv, attention_*, conv_offset_*, dcn1_1) are skipped with the heads",
+    'centerfusion': "CenterFusion src/lib/model/networks/dla.py is CenterTrack's (base_layer reads "
+                    'opt.num_img_channels, 3) and its ddd task has no previous-frame inputs: recognised as '
+                    'centernet; the radar/secondary heads are skipped',
+    'km3d': "RTM3D/KM3D src/lib/models/networks/pose_dla_dcn.py is byte-identical to CenterNet's (--arch dla_34): "
+            'recognised as centernet; the keypoint heads are skipped',
+    'permatrack': "PermaTrack src/lib/model/networks/dla.py is CenterTrack's (with --is_recurrent the pre_img/pre_hm "
+                  "convs are not built); the 'tracking' head makes it centertrack; the ConvGRU is skipped",
+}
+
+
+def _tracker_entries() -> Tuple[WeightEntry, ...]:
+    """TraDeS, CenterFusion, KM3D, PermaTrack: forks of CenterNet's/CenterTrack's DLA (see :data:`FORK`)."""
+    one = 'one source: Google Drive (the README links no other copy). '
+    out = [_net(f'trades/{stem}', 'centernet', (Source('gdrive', i, f'{stem}.pth', cite=TRADES_README),),
+                f'TraDeS {what} (DLA-34, DCN)', one + FORK['trades'])
+           for stem, i, what in (('crowdhuman', '1pljgwSecg50OhCTc2yCEhEBY3AwvPFlp', 'CrowdHuman 2D tracking'),
+                                 ('mot_half', '18DQi6LqFuO7_2QObvZSNK2y_F8yXT17p', 'MOT17 half 2D tracking'),
+                                 ('nuscenes', '1PHcDPIvb6owVuMZKR_YieyYN12IhbQLl', 'nuScenes 3D tracking'),
+                                 ('nuScenes_3Ddetection_e140', '1jGDrQ5I3ZxyGoep79egcT9MI3JM1ZKhG',
+                                  'nuScenes pretrained model (experiments/nuScenes_train.sh --load_model)'))]
+    out += [_net(f'centerfusion/{stem}', 'centernet', (Source('gdrive', i, f'{stem}.pth', cite=CENTERFUSION_README),),
+                 f'CenterFusion {stem} (DLA-34, DCN; nuScenes)', one + FORK['centerfusion'])
+            for stem, i in (('centerfusion_e60', '1XaYx7JJJmQ6TBjCJJster-Z7ERyqu4Ig'),
+                            ('centernet_baseline_e170', '1iFF7a5oueFfB5GnUoHFDnntFdTst-bVI'))]
+    for stem, drive, baidu, code, what in (
+            ('km3d_dla34_kitti_train', '16IjRxXtGfS1eDv9IeDZkJUUjx4olEYnK', '1pjr-WDY256xBBusULjqL8A', '1h6s',
+             'KITTI train split'),
+            ('km3d_dla34_kitti_train_rightaug', '1oVroM_VOdxvR4qkWe40T2rtahhA795h0', '1rT46n6fajVQ_19gtkaXU4w',
+             'qqk6', 'KITTI train split with right-image augmentation')):
+        out.append(_net(f'km3d/{stem}', 'centernet', (
+            Source('gdrive', drive, f'{stem}.pth', cite=KM3D_README),
+            Source('manual', f'https://pan.baidu.com/s/{baidu}', f'{stem}.pth', cite=KM3D_README,
+                   note=f'Baidu, access code {code}')),
+            f'KM3D DLA-34 ({what})', 'one automatic source (Google Drive); the Baidu copy needs a browser. '
+            + FORK['km3d']))
+    s3 = 'https://tri-ml-public.s3.amazonaws.com/github/permatrack'
+    out += [_net(f'permatrack/{stem}', 'centertrack', (Source('url', f'{s3}/{stem}.pth', f'{stem}.pth',
+                                                              cite=PERMATRACK_DOC),),
+                 f'PermaTrack {what} (DLA-34, DCN)', "one source: TRI's public S3 bucket (a direct HTTPS URL). "
+                 + FORK['permatrack'])
+            for stem, what in (('pd_17fr_21ep_vis', 'ParallelDomain'), ('kitti_half_pd_5ep', 'KITTI half'),
+                               ('mot_half', 'MOT17 half'), ('nu_stage_3_17fr', 'nuScenes'))]
+    return tuple(out)
+
+
+def _folder_entries() -> Tuple[WeightEntry, ...]:
+    """Files published only inside a Google Drive folder (no per-file id): a person downloads them."""
+    how = ('no automatic source: the README links a Google Drive folder without per-file ids. Open {url}, download '
+           'the model you need and save it as the path the error names (or serve it with DLA_PLUGINS_MIRROR). ')
+    deft = 'https://drive.google.com/drive/folders/1dlVoV-4fMYlttdj2ba0unn6WX-nxaC48'
+    flex = 'https://drive.google.com/drive/folders/1U60gUYp4JFOkG0VMefc4aVEMxtGM-AMu'
+    return (
+        _net('deft/pretrained', 'centertrack', (Source('manual', deft, 'model.pth', cite=DEFT_README,
+                                                       note='Google Drive folder'),),
+             'DEFT pretrained tracker (DLA-34, DCN; one file per dataset in the folder)',
+             how.format(url=deft) + "DEFT src/lib/model/networks/dla.py is CenterTrack's ('Modified by Mohamed "
+             "Chaabane'); the family is re-detected from the keys at load"),
+        _net('monoflex/monoflex_kitti', 'centernet', (Source('manual', flex, 'monoflex_kitti.pth',
+                                                              cite=MONOFLEX_README, note='Google Drive folder'),),
+             'MonoFlex (zhangyp15) KITTI train/val model (DLA-34, DCN)',
+             how.format(url=flex) + "The only source since mmdetection3d's MonoFlex URL answers 404. "
+             "model/backbone/dla_dcn.py is CenterNet's pose_dla_dcn DLASeg under 'backbone.' (BN, actf, DCNv2 "
+             "conv_offset_mask): recognised as centernet; 'heads.*' are skipped"),
+    )
+
+
 TABLE: Tuple[WeightEntry, ...] = (_imagenet_entries() + _centernet_entries() + _fairmot_entries()
                                   + _centertrack_entries() + _centernet2_entries() + _mmdet3d_entries()
-                                  + _omni3d_entries())
+                                  + _omni3d_entries() + _tracker_entries() + _folder_entries())

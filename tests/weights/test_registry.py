@@ -168,3 +168,29 @@ def test_name_for_pretrained_tags():
         weights.name_for('dla60_res2net', 'ucbdrive')
     assert str(e.value) == ("pretrained: no dla60_res2net weights called 'ucbdrive'; allowed: [True, 'in1k', "
                             "'dla60_res2net.in1k']")
+
+
+# issue 27's first list: every public DLA file with a per-file link (or a folder) that the registry lacked
+ISSUE_27_NAMES = {
+    'centernet/exdet_coco_dla': 'centernet', 'centertrack/mot17_fulltrain_sc': 'centertrack',
+    'centertrack/mot17_half_sc': 'centertrack', 'centertrack/kitti_half': 'centertrack',
+    'centertrack/kitti_half_sc': 'centertrack', 'centertrack/nuScenes_3Ddetection_e140': 'centernet',
+    'centertrack/coco_pose_tracking': 'centertrack', 'trades/crowdhuman': 'centernet', 'trades/mot_half': 'centernet',
+    'trades/nuscenes': 'centernet', 'trades/nuScenes_3Ddetection_e140': 'centernet',
+    'centerfusion/centerfusion_e60': 'centernet', 'centerfusion/centernet_baseline_e170': 'centernet',
+    'km3d/km3d_dla34_kitti_train': 'centernet', 'km3d/km3d_dla34_kitti_train_rightaug': 'centernet',
+    'permatrack/pd_17fr_21ep_vis': 'centertrack', 'permatrack/kitti_half_pd_5ep': 'centertrack',
+    'permatrack/mot_half': 'centertrack', 'permatrack/nu_stage_3_17fr': 'centertrack', 'deft/pretrained': 'centertrack',
+    'monoflex/monoflex_kitti': 'centernet',
+}
+
+
+def test_issue_27_files_are_named_sourced_and_cited():
+    for name, family in ISSUE_27_NAMES.items():
+        e = weights.get(name)
+        assert e.family == family and e.note, name
+        assert all(re.match(r'^[A-Za-z0-9-]+/[A-Za-z0-9_.-]+@[0-9a-f]{7,} ', s.cite) for s in e.sources), name
+    assert weights.get('centernet/exdet_coco_dla').sources[0].where == '1PFcEqN0KjFuq9XaqzB7TkVD3pvXZx04e'
+    assert [s.kind for s in weights.get('deft/pretrained').sources] == ['manual']
+    assert weights.get('permatrack/mot_half').sources[0].where == (
+        'https://tri-ml-public.s3.amazonaws.com/github/permatrack/mot_half.pth')
