@@ -11,8 +11,9 @@ from typing import Any, Callable, Dict, FrozenSet, Mapping, Optional, Tuple
 
 __all__ = ['Evidence', 'LayoutRule', 'KeyMap', 'NECK_PATTERN', 'LEVEL_PATTERN']
 
-# A DLA-Up key of the reference codebases: ``[neck.|backbone.][dla_up.]ida_<i>.`` or ``ida_up.``.
-NECK_PATTERN = re.compile(r'^(|neck\.|backbone\.)(?:(?:dla_up\.)?ida_\d+|ida_up)\.')
+# A DLA-Up key of the reference codebases: ``[neck.|backbone.][dla_up.]ida_<i>.`` or ``ida_up.`` (SMOKE: in
+# ``backbone.`` + ``body.``, see smoke.py).
+NECK_PATTERN = re.compile(r'^(|neck\.|backbone\.|backbone\.body\.)(?:(?:dla_up\.)?ida_\d+|ida_up)\.')
 LEVEL_PATTERN = re.compile(r'(?:base_layer|level[0-5])\.')
 KeyMap = Callable[[str], Optional[Tuple[Optional[str], Optional[str]]]]
 """A family's own (non-DLA, non-DLA-Up) key -> (our key, None) to keep it, (None, reason) to skip it, or None."""

@@ -40,6 +40,7 @@ KM3D_README = 'Banconxuan/RTM3D@888c379 README.md ("KM3D Baseline and Model Zoo"
 PERMATRACK_DOC = 'TRI-ML/permatrack@db16088 readme/GETTING_STARTED.md'
 DEFT_README = 'MedChaabane/DEFT@71abba2 README.md'
 MONOFLEX_README = 'zhangyp15/MonoFlex@ec6da01 README.md'
+SMOKE_README = 'lzccccc/SMOKE@bc5d2bb README.md'
 
 
 # the revision of the hub page each hash was read from (the file's "Git LFS details"; main where the page was main)
@@ -154,7 +155,7 @@ _FAMILY_NET = {
     'centernet': _CENTERNET_NET, 'fairmot': _CENTERNET_NET, 'centertrack': _CENTERNET_NET,
     'centernet2-dlaseg': _CENTERNET_NET,
     'centernet-dlav0': dict(down_ratio=4, output_stride=32, flavor='paper', node_type='conv', num_classes=0),
-    'mmdet3d': dict(_CENTERNET_NET, norm_layer='gn'),
+    'mmdet3d': dict(_CENTERNET_NET, norm_layer='gn'), 'smoke': dict(_CENTERNET_NET, norm_layer='gn'),
 }
 DRIVE_ONLY = ('one source, Google Drive: the authors publish no other copy. The id their model zoo gave before the '
               'Nov 2022 link update is gone and kept as history only (retired)')
@@ -366,6 +367,15 @@ def _tracker_entries() -> Tuple[WeightEntry, ...]:
     return tuple(out)
 
 
+def _smoke_entries() -> Tuple[WeightEntry, ...]:
+    """The original SMOKE release (its own DLA code; golden fixture tests/golden/generate_smoke.py)."""
+    return (_net('smoke/smoke_dla34_kitti', 'smoke', (
+        Source('gdrive', '11VK8_HfR7t0wm-6dCNP5KS3Vh-Qm686-', 'smoke_dla34_kitti.pth', cite=SMOKE_README),),
+        'SMOKE (lzccccc/SMOKE) KITTI model: DLA-34-DCN with GroupNorm in its backbone body',
+        'one source: Google Drive (the README links no other copy). Not the mmdetection3d port '
+        '(mmdet3d/smoke_dla34_kitti): its own DLA code and key names (layout smoke)'),)
+
+
 def _folder_entries() -> Tuple[WeightEntry, ...]:
     """Files published only inside a Google Drive folder (no per-file id): a person downloads them."""
     how = ('no automatic source: the README links a Google Drive folder without per-file ids. Open {url}, download '
@@ -389,4 +399,4 @@ def _folder_entries() -> Tuple[WeightEntry, ...]:
 
 TABLE: Tuple[WeightEntry, ...] = (_imagenet_entries() + _centernet_entries() + _fairmot_entries()
                                   + _centertrack_entries() + _centernet2_entries() + _mmdet3d_entries()
-                                  + _omni3d_entries() + _tracker_entries() + _folder_entries())
+                                  + _omni3d_entries() + _tracker_entries() + _smoke_entries() + _folder_entries())

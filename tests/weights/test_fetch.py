@@ -261,7 +261,7 @@ FAMILY_FIXTURES = {
     'mmdet3d/smoke_dla34_kitti': 'mmdet3d_smoke_dla34', 'centernet2/CenterNet-S4_DLA_8x': 'centernet2_dlaseg',
     'centernet2/CenterNet2_DLA-BiFPN-P3_4x': 'centernet2_dla_fcos_bifpn',
     'omni3d/cubercnn_dla34_fpn': 'centernet2_dla_bifpn', 'dla102x.ucbdrive': 'ucbdrive_dla102x',
-    'dla34.ucbdrive': 'ucbdrive_dla34',
+    'dla34.ucbdrive': 'ucbdrive_dla34', 'smoke/smoke_dla34_kitti': 'smoke_dla34_dcn_gn',
 }
 
 

@@ -181,7 +181,7 @@ ISSUE_27_NAMES = {
     'km3d/km3d_dla34_kitti_train': 'centernet', 'km3d/km3d_dla34_kitti_train_rightaug': 'centernet',
     'permatrack/pd_17fr_21ep_vis': 'centertrack', 'permatrack/kitti_half_pd_5ep': 'centertrack',
     'permatrack/mot_half': 'centertrack', 'permatrack/nu_stage_3_17fr': 'centertrack', 'deft/pretrained': 'centertrack',
-    'monoflex/monoflex_kitti': 'centernet',
+    'monoflex/monoflex_kitti': 'centernet', 'smoke/smoke_dla34_kitti': 'smoke',
 }
 
 
