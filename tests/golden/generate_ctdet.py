@@ -17,7 +17,7 @@ import os
 import sys
 import tempfile
 import types
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 import torch
@@ -132,9 +132,11 @@ class _Image:
         self.coco = coco
 
 
-def run_dataset(ref: Dict[str, types.ModuleType], size, anns) -> Dict[str, torch.Tensor]:
-    """``CTDetDataset.__getitem__`` on a blank image of ``size`` with ``anns``; the boxes it maps into the output
-    (its ``affine_transform`` results, as the float32 it stores them in) are recorded as ``boxes``."""
+def run_dataset(ref: Dict[str, types.ModuleType], size, anns, image_type: Optional[type] = None,
+                pixels: Optional[np.ndarray] = None) -> Dict[str, torch.Tensor]:
+    """``CTDetDataset.__getitem__`` on a blank image of ``size`` (or on the uint8 BGR ``pixels``, whose ``input`` is
+    then returned too) with ``anns``, ``self`` being an ``image_type`` (default :class:`_Image`); the boxes it maps
+    into the output (its ``affine_transform`` results, as the float32 it stores them in) are recorded as ``boxes``."""
     import cv2
 
     sample = ref['datasets.sample.ctdet']
@@ -146,17 +148,18 @@ def run_dataset(ref: Dict[str, types.ModuleType], size, anns) -> Dict[str, torch
         return out
 
     with tempfile.TemporaryDirectory() as tmp:
-        cv2.imwrite(os.path.join(tmp, 'img.png'), np.zeros((*size, 3), np.uint8))
-        image = type('Image', (_Image, sample.CTDetDataset), {})(tmp, anns)
+        cv2.imwrite(os.path.join(tmp, 'img.png'), np.zeros((*size, 3), np.uint8) if pixels is None else pixels)
+        image = type('Image', (image_type or _Image, sample.CTDetDataset), {})(tmp, anns)
         sample.affine_transform = recording
         try:
             ret = sample.CTDetDataset.__getitem__(image, 0)
         finally:
             sample.affine_transform = real
     boxes = np.concatenate([np.stack(corners[0::2]), np.stack(corners[1::2])], axis=1)
-    out = {k: torch.from_numpy(np.asarray(ret[k])) for k in ('hm', 'wh', 'reg', 'ind', 'reg_mask')}
+    keys = ('hm', 'wh', 'reg', 'ind', 'reg_mask') + (() if pixels is None else ('input',))
+    out = {k: torch.from_numpy(np.asarray(ret[k])) for k in keys}
     out['boxes'] = torch.from_numpy(boxes)
-    out['classes'] = torch.tensor([CAT_IDS[c] for c, _ in anns], dtype=torch.int64)
+    out['classes'] = torch.tensor([image.cat_ids[c] for c, _ in anns], dtype=torch.int64)
     return out
 
 

@@ -37,6 +37,26 @@ def served_state(variant: str, seed: int = 1) -> Dict[str, torch.Tensor]:
 
 
 @contextmanager
+def files_mirror(tmp: Path, files: Dict[str, bytes], monkeypatch: Optional[pytest.MonkeyPatch] = None
+                 ) -> Iterator[dict]:
+    """Serve ``files`` (``'<name>/<file>'`` -> bytes) as a ``$DLA_PLUGINS_MIRROR`` on 127.0.0.1; yields the child
+    environment that fetches from there and nowhere else (with ``monkeypatch``: set in this process too). Every file
+    must have been asked for by the end."""
+    with LoopbackServer() as srv:
+        for path, data in files.items():
+            srv.add(f'/m/{path}', data)
+        env = dict(DLA_PLUGINS_MIRROR=srv.url('/m'), DLA_PLUGINS_HOME=str(tmp / 'weights-home'),
+                   DLA_PLUGINS_OFFLINE='0', HF_HUB_OFFLINE='0', HF_ENDPOINT='http://127.0.0.1:9',
+                   HF_HOME=str(tmp / 'hf'))
+        if monkeypatch is not None:
+            for k, v in env.items():
+                monkeypatch.setenv(k, v)
+        yield subprocess_env(**env)
+        for path in files:
+            assert any(r.path == f'/m/{path}' for r in srv.requests), f'the mirror was never asked for {path}'
+
+
+@contextmanager
 def in1k_mirror(tmp: Path, variant: str = 'dla34', monkeypatch: Optional[pytest.MonkeyPatch] = None
                 ) -> Iterator[Tuple[dict, Dict[str, torch.Tensor]]]:
     """Serve :func:`served_state` of ``variant`` on 127.0.0.1; yields (child environment, served state). With
@@ -44,13 +64,5 @@ def in1k_mirror(tmp: Path, variant: str = 'dla34', monkeypatch: Optional[pytest.
     state, name, file = served_state(variant), f'{variant}.in1k', UNPINNED_FILE[variant]
     buf = io.BytesIO()
     torch.save(state, buf)
-    with LoopbackServer() as srv:
-        srv.add(f'/m/{name}/{file}', buf.getvalue())
-        env = dict(DLA_PLUGINS_MIRROR=srv.url('/m'), DLA_PLUGINS_HOME=str(tmp / 'weights-home'),
-                   DLA_PLUGINS_OFFLINE='0', HF_HUB_OFFLINE='0', HF_ENDPOINT='http://127.0.0.1:9',
-                   HF_HOME=str(tmp / 'hf'))
-        if monkeypatch is not None:
-            for k, v in env.items():
-                monkeypatch.setenv(k, v)
-        yield subprocess_env(**env), state
-        assert any(r.path == f'/m/{name}/{file}' for r in srv.requests), 'the mirror was never asked'
+    with files_mirror(tmp, {f'{name}/{file}': buf.getvalue()}, monkeypatch) as env:
+        yield env, state

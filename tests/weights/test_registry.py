@@ -28,7 +28,7 @@ def test_every_entry_is_sourced_cited_and_buildable():
         assert all(s.cite for s in e.sources + e.retired), e.name
         assert all(s.note for s in e.retired), f'{e.name}: a retired source without the reason it is gone'
         assert not {s.where for s in e.retired} & {s.where for s in e.sources}, e.name
-        assert e.family in FAMILIES and (e.builds == 'DLASeg') == bool(e.model_kwargs.get('flavor'))
+        assert e.family in FAMILIES and (e.builds in ('DLASeg', 'CenterNet')) == bool(e.model_kwargs.get('flavor'))
         for s in auto:
             assert s.kind in ('url', 'hf', 'gdrive')
             if s.kind == 'url':
