@@ -65,6 +65,8 @@ class LayoutRule:
         extra_inputs: Convs on extra inputs (CenterTrack's previous frame / heatmap) inside the DLA: skipped.
         signature: What its keys look like, to name the closest family of an unrecognised file.
         dense: A detection/segmentation checkpoint: other keys are task heads (skipped).
+        neck_loads: False for a DLA-Up with no equivalent in :class:`~dla_plugins.DLAUp` (its keys are skipped and
+            listed; the file's network is its DLA).
     """
 
     family: str
@@ -79,6 +81,7 @@ class LayoutRule:
     extra_inputs: Optional[re.Pattern] = None
     signature: Optional[str] = None
     dense: bool = True
+    neck_loads: bool = True
 
     def describe(self) -> Dict[str, Any]:
         return dict(family=self.family, description=self.description, flavor=self.flavor, dense=self.dense)

@@ -42,6 +42,7 @@ PERMATRACK_DOC = 'TRI-ML/permatrack@db16088 readme/GETTING_STARTED.md'
 DEFT_README = 'MedChaabane/DEFT@71abba2 README.md'
 MONOFLEX_README = 'zhangyp15/MonoFlex@ec6da01 README.md'
 SMOKE_README = 'lzccccc/SMOKE@bc5d2bb README.md'
+MONODLE_README = 'xinzhuma/monodle@e426aa6 README.md'
 
 
 # the revision of the hub page each hash was read from (the file's "Git LFS details"; main where the page was main)
@@ -377,13 +378,20 @@ def _tracker_entries() -> Tuple[WeightEntry, ...]:
     return tuple(out)
 
 
-def _smoke_entries() -> Tuple[WeightEntry, ...]:
-    """The original SMOKE release (its own DLA code; golden fixture tests/golden/generate_smoke.py)."""
+def _own_code_entries() -> Tuple[WeightEntry, ...]:
+    """SMOKE's original release and monodle: their own DLA code (golden fixtures tests/golden/generate_smoke.py,
+    generate_monodle.py)."""
     return (_net('smoke/smoke_dla34_kitti', 'smoke', (
         Source('gdrive', '11VK8_HfR7t0wm-6dCNP5KS3Vh-Qm686-', 'smoke_dla34_kitti.pth', cite=SMOKE_README),),
         'SMOKE (lzccccc/SMOKE) KITTI model: DLA-34-DCN with GroupNorm in its backbone body',
         'one source: Google Drive (the README links no other copy). Not the mmdetection3d port '
-        '(mmdet3d/smoke_dla34_kitti): its own DLA code and key names (layout smoke)'),)
+        '(mmdet3d/smoke_dla34_kitti): its own DLA code and key names (layout smoke)'),
+        _net('monodle/centernet3d_dla34_kitti', 'monodle', (
+            Source('gdrive', '1jaGdvu_XFn5woX0eJ5I2R6wIcBLVMJV6', 'centernet3d_dla34_kitti.pth', cite=MONODLE_README),),
+            'monodle (xinzhuma/monodle) CenterNet3D KITTI model: ucbdrive DLA-34 + its own DLAUp',
+            'one source: Google Drive (the README links no other copy). Its DLA-Up (3x3 projections of every input, '
+            'concatenating nodes, no final IDA-Up) has no equivalent in DLAUp: the backbone loads, the neck and '
+            'heads are skipped and listed'))
 
 
 def _folder_entries() -> Tuple[WeightEntry, ...]:
@@ -409,4 +417,4 @@ def _folder_entries() -> Tuple[WeightEntry, ...]:
 
 TABLE: Tuple[WeightEntry, ...] = (_imagenet_entries() + _centernet_entries() + _fairmot_entries()
                                   + _centertrack_entries() + _centernet2_entries() + _mmdet3d_entries()
-                                  + _omni3d_entries() + _tracker_entries() + _smoke_entries() + _folder_entries())
+                                  + _omni3d_entries() + _tracker_entries() + _own_code_entries() + _folder_entries())

@@ -182,6 +182,7 @@ ISSUE_27_NAMES = {
     'permatrack/pd_17fr_21ep_vis': 'centertrack', 'permatrack/kitti_half_pd_5ep': 'centertrack',
     'permatrack/mot_half': 'centertrack', 'permatrack/nu_stage_3_17fr': 'centertrack', 'deft/pretrained': 'centertrack',
     'monoflex/monoflex_kitti': 'centernet', 'smoke/smoke_dla34_kitti': 'smoke',
+    'monodle/centernet3d_dla34_kitti': 'monodle',
 }
 
 
