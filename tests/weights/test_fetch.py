@@ -262,6 +262,7 @@ FAMILY_FIXTURES = {
     'centernet2/CenterNet2_DLA-BiFPN-P3_4x': 'centernet2_dla_fcos_bifpn',
     'omni3d/cubercnn_dla34_fpn': 'centernet2_dla_bifpn', 'dla102x.ucbdrive': 'ucbdrive_dla102x',
     'dla34.ucbdrive': 'ucbdrive_dla34', 'smoke/smoke_dla34_kitti': 'smoke_dla34_dcn_gn',
+    'km3d/km3d_dla34_kitti_train': 'km3d_dla34_dcn', 'monodle/centernet3d_dla34_kitti': 'monodle_dla34',
 }
 
 
