@@ -49,7 +49,8 @@ def _trunk(name: str, heads) -> dict:
 
 
 @pytest.mark.parametrize('fork,family_fixture', [('km3d_dla34_dcn', 'centernet_dla34_dcn'),
-                                                 ('trades_dla34_dcn', 'centertrack_dla34_dcn')])
+                                                 ('trades_dla34_dcn', 'centertrack_dla34_dcn'),
+                                                 ('centerfusion_dla34_dcn', 'centertrack_dla34_dcn')])
 def test_a_fork_has_its_family_s_keys(fork, family_fixture):
     """The key manifest of the fork's own code equals its family's, heads aside: the registry maps its files to that
     family (see each entry's note)."""
