@@ -26,12 +26,15 @@ from detectron2.evaluation import COCOEvaluator, DatasetEvaluator
 from detectron2.modeling import build_model
 from detectron2.utils import comm
 
+from dla_plugins.checkpoint import CheckpointError, detect_layout
+from dla_plugins.convert import convert
 from dla_plugins.data.synthetic import SHAPE_CLASSES
-from dla_plugins.files import non_finite_keys, save_atomic
+from dla_plugins.files import non_finite_keys, save_atomic, unwrap_state_dict
 from dla_plugins.tools.errors import one_line_errors, run_entry
 
 from .config import add_dlap_config, detectron2_input_error
 from .data import check_datasets, register_shapes, write_shapes_coco
+from .layout import LAYOUT as D2_LAYOUT
 
 __all__ = ['Trainer', 'AtomicCheckpointer', 'argument_parser', 'setup', 'check', 'main', 'cli', 'SHAPES_TRAIN',
            'SHAPES_TEST']
@@ -61,10 +64,31 @@ class AtomicCheckpointer(DetectionCheckpointer):
         save_atomic(data, path)
         self.tag_last_checkpoint(os.path.basename(path))
 
+    def _load_file(self, filename: str) -> Any:
+        """detectron2's reading, then a checkpoint of another codebase (CenterNet's ``{'epoch', 'state_dict'}``,
+        ucbdrive, timm, mmdetection3d ... any layout ``dla-plugins convert`` recognises) converted for detectron2 as
+        ``dlap://`` files are (:func:`dla_plugins.convert.convert`): ``MODEL.WEIGHTS`` may name the original file."""
+        loaded = super()._load_file(filename)
+        model = loaded.get('model')
+        if not isinstance(model, dict) or filename.endswith('.pkl') or not _foreign(model):
+            return loaded
+        out = convert(filename, 'detectron2')
+        self.logger.info(f'{filename}: converted from {out.report.layout} ({out.report.description})')
+        return D2_LAYOUT.cached_checkpoint(out.state, out.report.layout, out.variant)
+
     def tag_last_checkpoint(self, last_filename_basename: str) -> None:
         if '://' in self.save_dir:
             return super().tag_last_checkpoint(last_filename_basename)
         save_atomic(last_filename_basename.encode(), os.path.join(self.save_dir, 'last_checkpoint'))
+
+
+def _foreign(state: dict) -> bool:
+    """A state_dict of another codebase's DLA layout (not one detectron2 or we wrote for detectron2)."""
+    try:
+        layout = detect_layout(unwrap_state_dict(state, 'MODEL.WEIGHTS'))
+    except (CheckpointError, ValueError):  # no DLA in it (another backbone's detectron2 weights): detectron2 decides
+        return False
+    return layout.host is None
 
 
 class Trainer(DefaultTrainer):

@@ -42,6 +42,7 @@ model = L(DLAPCenterNet)(
     pixel_std=[255 * s for s in CENTERNET_STD],
     input_format='BGR',
     input_size=512,
+    keep_res=True,  # tested as CenterNet tests COCO (test.py --keep_res): each image at its own size, padded to 32
     train_affine=L(CenterAffine)(size=512, train=True),
     K=100,
 )

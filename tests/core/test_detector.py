@@ -107,3 +107,8 @@ def test_registry_ctdet_entries_build_the_detector():
     assert isinstance(coco, dp.CenterNet) and coco.num_heatmap_classes == 80
     assert pascal.num_heatmap_classes == 20 and v0.neck.flavor == 'paper'
     assert type(pose) is dp.DLASeg
+
+
+def test_bad_heads():
+    with pytest.raises(ValueError, match=r"^heads: \{'wh': 2\}; allowed: a mapping with an 'hm' \(class heatmap"):
+        dp.CenterNet(heads={'wh': 2})

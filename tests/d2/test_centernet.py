@@ -52,6 +52,7 @@ def test_shipped_configs_build_the_registered_meta_architecture(config):
     assert type(model).__name__ == 'DLAPCenterNet'
     assert model.heads.hm[2].out_channels == (20 if 'pascal' in config else 80)
     assert model.test_affine.size == (384 if 'pascal' in config else 512)
+    assert model.test_affine.keep_res == ('pascal' not in config)  # CenterNet tests COCO with --keep_res
     flavor = 'paper' if 'dlav0' in config else 'centernet'
     assert model.backbone.dla_up.flavor == flavor and model.backbone.output_shape()['p2'].channels == 64
 
@@ -150,8 +151,28 @@ def test_bad_config_values_name_the_key():
         build_model(cfg_of('centernet_dla34_dcn_coco.yaml', 'MODEL.DLAP.CENTERNET.IN_FEATURE', 'p3'))
     with pytest.raises(ValueError, match=r"^size: 100; allowed: a multiple of 32 >= 32$"):
         build_model(cfg_of('centernet_dla34_dcn_coco.yaml', 'MODEL.DLAP.CENTERNET.INPUT_SIZE', '100'))
+    with pytest.raises(ValueError, match=r"^MODEL.DLAP.CENTERNET.IN_FEATURE: 'level2'; allowed: \['p2', 'p3', 'p4'"):
+        build_model(cfg_of('centernet_dla34_dcn_coco.yaml', 'MODEL.DLAP.CENTERNET.IN_FEATURE', 'level2'))
+    with pytest.raises(ValueError, match=r"^flip: 1.5; allowed: a float in \[0, 1\]$"):
+        build_model(cfg_of('centernet_dla34_dcn_coco.yaml', 'MODEL.DLAP.CENTERNET.FLIP', '1.5'))
+    with pytest.raises(ValueError, match=r"^INPUT.FORMAT: 'L'; allowed: 'BGR', 'RGB'$"):
+        build_model(cfg_of('centernet_dla34_dcn_coco.yaml', 'INPUT.FORMAT', 'L'))
 
 
 def test_file_bytes_are_a_centernet_container(ctdet_files):
     ckpt = torch.load(io.BytesIO(ctdet_files['centernet_dla34_dcn'][0]), weights_only=True)
     assert set(ckpt) == {'epoch', 'state_dict'}
+
+
+def test_lazy_config_builds_the_same_network_as_the_yaml_with_centernets_recipe():
+    from detectron2.config import LazyConfig, instantiate
+
+    cfg = LazyConfig.load(d2_ext.get_config_file('centernet_dla34_dcn_coco_lazy.py'))
+    lazy = instantiate(cfg.model)
+    yaml = build_model(cfg_of('centernet_dla34_dcn_coco.yaml'))
+    assert {k: v.shape for k, v in lazy.state_dict().items()} == {k: v.shape for k, v in yaml.state_dict().items()}
+    assert type(lazy.backbone.bottom_up.dla.base_layer[1]) is torch.nn.BatchNorm2d  # CenterNet trains every BN
+    assert cfg.optimizer._target_ is torch.optim.Adam and cfg.optimizer.lr == 1.25e-4
+    assert cfg.train.max_iter == 140 * 3697 and cfg.dataloader.train.total_batch_size == 32
+    assert cfg.lr_multiplier.scheduler.milestones == [90 * 3697, 120 * 3697]
+    assert cfg.train.init_checkpoint == 'dlap://dla34.in1k' and cfg.dataloader.train.mapper.augmentations == []

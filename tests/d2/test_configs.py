@@ -24,6 +24,11 @@ YAMLS = [n for n in d2_ext.list_config_files() if n.endswith('.yaml') and n[0].i
 LAZY = [n for n in d2_ext.list_config_files() if n.endswith('.py')]
 
 
+# ImageNet-trained DLA: RGB and ImageNet statistics; CenterNet: BGR and its COCO statistics (as its checkpoints need)
+_FORMAT_MEAN = {'imagenet': ('RGB', [123.675, 116.28, 103.53]),
+                'centernet': ('BGR', [104.013618, 114.03422, 119.916593])}
+
+
 def _yaml_cfg(name):
     cfg = get_cfg()
     add_dlap_config(cfg)
@@ -57,7 +62,8 @@ def test_shipped_configs_are_complete():
 @pytest.mark.parametrize('name', YAMLS)
 def test_yaml_config_builds_and_runs(name):
     cfg = _yaml_cfg(name)
-    assert cfg.INPUT.FORMAT == 'RGB' and cfg.MODEL.PIXEL_MEAN == [123.675, 116.28, 103.53]
+    assert (cfg.INPUT.FORMAT, cfg.MODEL.PIXEL_MEAN) == (_FORMAT_MEAN['centernet'] if name.startswith('centernet')
+                                                         else _FORMAT_MEAN['imagenet'])
     model = build_model(cfg)
     assert model.backbone.output_shape()
     _check_model(model)
@@ -67,9 +73,10 @@ def test_yaml_config_builds_and_runs(name):
 def test_lazy_config_builds_and_runs(name):
     cfg = LazyConfig.load(d2_ext.get_config_file(name))
     model = instantiate(cfg.model)
-    assert model.input_format == 'RGB'
+    fmt = _FORMAT_MEAN['centernet' if name.startswith('centernet') else 'imagenet'][0]
+    assert model.input_format == fmt
     mapper = instantiate(cfg.dataloader.train.mapper)  # no mask head: the masks are not decoded
-    assert mapper.use_instance_mask is False and mapper.image_format == 'RGB'
+    assert mapper.use_instance_mask is False and mapper.image_format == fmt
     _check_model(model)
 
 

@@ -30,21 +30,25 @@ TINY = ['MODEL.WEIGHTS', '', 'MODEL.DEVICE', 'cpu', 'MODEL.DLAP.ARCH', 'dla46_c'
         'DATALOADER.NUM_WORKERS', '0', 'SEED', '1']  # seeded: 3 iterations from scratch must still predict boxes
 
 
-@pytest.fixture(scope='module')
-def datasets(tmp_path_factory):
-    """``DETECTRON2_DATASETS`` holding ``coco/{train2017,val2017}`` and ``coco/annotations/instances_*2017.json``:
-    8 + 4 shape images of 64 px; the json lists COCO's 80 thing categories (detectron2's builtin metadata insists),
-    the shapes use the first four ids."""
-    root = tmp_path_factory.mktemp('datasets')
+def coco_layout(root, splits=(('train2017', 8, 0), ('val2017', 4, 1)), size: int = 64) -> str:
+    """``root`` as ``DETECTRON2_DATASETS`` holding ``coco/<split>`` and ``coco/annotations/instances_<split>.json``
+    ((split, images, seed) each, ``size`` px shape images); the json lists COCO's 80 thing categories (detectron2's
+    builtin metadata insists), the shapes use the first four ids. Returns ``str(root)``."""
     os.makedirs(root / 'coco' / 'annotations')
-    for split, n, seed in (('train2017', 8, 0), ('val2017', 4, 1)):
-        with open(write_shapes_coco(str(root / 'stage' / split), n, size=(64, 64), seed=seed)) as f:
+    for split, n, seed in splits:
+        with open(write_shapes_coco(str(root / 'stage' / split), n, size=(size, size), seed=seed)) as f:
             data = json.load(f)
         shutil.move(str(root / 'stage' / split / 'images'), str(root / 'coco' / split))
         data['categories'] = [dict(id=c['id'], name=c['name']) for c in COCO_CATEGORIES if c['isthing']]
         with open(root / 'coco' / 'annotations' / f'instances_{split}.json', 'w') as f:
             json.dump(data, f)
     return str(root)
+
+
+@pytest.fixture(scope='module')
+def datasets(tmp_path_factory):
+    """8 + 4 shape images of 64 px in COCO's layout (:func:`coco_layout`)."""
+    return coco_layout(tmp_path_factory.mktemp('datasets'))
 
 
 def _run(args, datasets, cwd, env=None):
