@@ -332,12 +332,15 @@ def _omni3d_entries() -> Tuple[WeightEntry, ...]:
 FORK = {  # project -> why its files have CenterNet's or CenterTrack's keys (source compared with the original)
     'trades': 'TraDeS src/lib/model/networks/dla.py is CenterTrack\'s without the pre_img/pre_hm input convs, and '
               "--trades drops the 'tracking' head (opts.py): CenterNet pose_dla_dcn keys, recognised as centernet; "
-              "TraDeS's own modules (embedconv, attention_*, conv_offset_*, dcn1_1) are skipped with the heads",
+              "TraDeS's own modules (embedconv, attention_*, conv_offset_*, dcn1_1) are skipped with the heads "
+              '(key manifest: tests/golden/data/trades_dla34_dcn.json)',
     'centerfusion': "CenterFusion src/lib/model/networks/dla.py is CenterTrack's (base_layer reads "
                     'opt.num_img_channels, 3) and its ddd task has no previous-frame inputs: recognised as '
-                    'centernet; the radar/secondary heads are skipped',
+                    'centernet; the radar/secondary heads are skipped (key manifest: '
+                    'tests/golden/data/centerfusion_dla34_dcn.json)',
     'km3d': "RTM3D/KM3D src/lib/models/networks/pose_dla_dcn.py is byte-identical to CenterNet's (--arch dla_34): "
-            'recognised as centernet; the keypoint heads are skipped',
+            'recognised as centernet; the keypoint heads are skipped (key manifest: '
+            'tests/golden/data/km3d_dla34_dcn.json)',
     'permatrack': "PermaTrack src/lib/model/networks/dla.py is CenterTrack's (with --is_recurrent the pre_img/pre_hm "
                   "convs are not built); the 'tracking' head makes it centertrack; the ConvGRU is skipped",
 }
