@@ -342,7 +342,8 @@ FORK = {  # project -> why its files have CenterNet's or CenterTrack's keys (sou
             'recognised as centernet; the keypoint heads are skipped (key manifest: '
             'tests/golden/data/km3d_dla34_dcn.json)',
     'permatrack': "PermaTrack src/lib/model/networks/dla.py is CenterTrack's (with --is_recurrent the pre_img/pre_hm "
-                  "convs are not built); the 'tracking' head makes it centertrack; the ConvGRU is skipped",
+                  "convs are not built); the 'tracking' head makes it centertrack; the ConvGRU is skipped (key "
+                  'manifest: tests/golden/data/permatrack_dla34_dcn.json)',
 }
 
 

@@ -28,6 +28,7 @@ LAYOUTS = {
     'centernet2_dlaup_conv': 'centernet2-dlaup', 'smoke_dla34_dcn_gn': 'smoke',
     'monodle_dla34': 'monodle', 'km3d_dla34_dcn': 'centernet',
     'trades_dla34_dcn': 'centernet', 'centerfusion_dla34_dcn': 'centernet',
+    'permatrack_dla34_dcn': 'centertrack',
 }
 FIXTURES = fixture_names()
 DENSE = [n for n in FIXTURES if any(k.startswith('dla_up') or k == 'features' for k in load_manifest(n)['outputs'])]

@@ -50,7 +50,8 @@ def _trunk(name: str, heads) -> dict:
 
 @pytest.mark.parametrize('fork,family_fixture', [('km3d_dla34_dcn', 'centernet_dla34_dcn'),
                                                  ('trades_dla34_dcn', 'centertrack_dla34_dcn'),
-                                                 ('centerfusion_dla34_dcn', 'centertrack_dla34_dcn')])
+                                                 ('centerfusion_dla34_dcn', 'centertrack_dla34_dcn'),
+                                                 ('permatrack_dla34_dcn', 'centertrack_dla34_dcn')])
 def test_a_fork_has_its_family_s_keys(fork, family_fixture):
     """The key manifest of the fork's own code equals its family's, heads aside: the registry maps its files to that
     family (see each entry's note)."""
@@ -60,4 +61,6 @@ def test_a_fork_has_its_family_s_keys(fork, family_fixture):
     fork_keys, family_keys = _trunk(fork, heads), _trunk(family_fixture, heads)
     assert heads and {k: v for k, v in fork_keys.items() if not k.startswith(extra)} == {
         k: v for k, v in family_keys.items() if not k.startswith(extra)}
-    assert not [k for k in fork_keys if k.startswith(extra[:2])]  # so no CenterTrack input convs: not centertrack
+    assert not [k for k in fork_keys if k.startswith(extra[:2])]  # no CenterTrack input convs: a 'tracking' head
+    own = {k.split('.')[0] for k, _, _ in load_manifest(fork)['tensors']}
+    assert ('tracking' in own) == (fork == 'permatrack_dla34_dcn')  # alone makes a fork centertrack

@@ -264,6 +264,7 @@ FAMILY_FIXTURES = {
     'dla34.ucbdrive': 'ucbdrive_dla34', 'smoke/smoke_dla34_kitti': 'smoke_dla34_dcn_gn',
     'km3d/km3d_dla34_kitti_train': 'km3d_dla34_dcn', 'monodle/centernet3d_dla34_kitti': 'monodle_dla34',
     'trades/mot_half': 'trades_dla34_dcn', 'centerfusion/centerfusion_e60': 'centerfusion_dla34_dcn',
+    'permatrack/kitti_half_pd_5ep': 'permatrack_dla34_dcn',
 }
 
 
