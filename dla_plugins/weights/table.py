@@ -50,6 +50,7 @@ _HF_PAGE_REV = {('dla46_c', 'model.safetensors'): '293e663aa8599e26360789bffc30b
                 ('dla46_c', 'pytorch_model.bin'): '293e663aa8599e26360789bffc30ba7dfd9d16ad',
                 ('dla46x_c', 'pytorch_model.bin'): '8a71a8e4a62ac7d2df76f8fa6ec9eb060790c836',
                 ('dla102', 'model.safetensors'): 'eb213ea9405e9434895facd3656a48b7ded99092',
+                ('dla102', 'pytorch_model.bin'): 'eb213ea9405e9434895facd3656a48b7ded99092',
                 ('dla169', 'pytorch_model.bin'): '492a94c1481c02dcc647bd261d86ce964bdf38a6'}
 
 
@@ -75,7 +76,8 @@ _IMAGENET: Dict[str, Tuple[str, Optional[str], Optional[str], Optional[str]]] = 
                'dcc75a67cbcd166b6b63b83fdf5bbd868b3dd9629519b8759308fbb40bf4a18c',
                'a097b190853705b13dddcb5cfd52c55f75b6ecdd65a165b05662394e99531ad2'),
     'dla102': ('dla102-21f57b54.pth', 'd94d9790',
-               '8715398fe7d645f7170847d31ed14ebf9f225d0cef251f570d280ac9e1ddfb16', None),
+               '8715398fe7d645f7170847d31ed14ebf9f225d0cef251f570d280ac9e1ddfb16',
+               '1cba0d9c0bafc01f7383a464ca9fb3de9af6e490374096cec6f7e903220f765d'),
     'dla102x': ('dla102x-7ec0aa2a.pth', 'ad62be81', None, None),
     'dla102x2': ('dla102x2-ac4239c4.pth', '262837b6', None, None),
     'dla169': ('dla169-7c767967.pth', '0914e092',

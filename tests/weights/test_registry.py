@@ -81,6 +81,10 @@ def test_fixes_of_issue_27():
         'ba72cf86426e6333d9e8c6c7a8cae5549879212e48ae3aaad4bc8a7d009c34e1')
     assert weights.get('centernet/ctdet_coco_dlav0_1x').sources[0].sha256 == (
         '23a4ff7102c47c427bc1f24cec2059b8d837a0253363978d467a70e643b699d3')
+    bin102 = weights.get('dla102.in1k').sources[1]
+    assert (bin102.file, bin102.sha256) == ('pytorch_model.bin',
+                                            '1cba0d9c0bafc01f7383a464ca9fb3de9af6e490374096cec6f7e903220f765d')
+    assert bin102.cite.startswith('https://huggingface.co/timm/dla102.in1k/blob/eb213ea9405e9434895facd3656a48b7ded99092')
     for e in weights.entries():
         auto = e.automatic_sources
         plain = [i for i, s in enumerate(auto) if s.where.startswith('http://') and not s.pinned]
