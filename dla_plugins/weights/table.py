@@ -406,12 +406,17 @@ def _folder_entries() -> Tuple[WeightEntry, ...]:
            'the model you need and save it as the path the error names (or serve it with DLA_PLUGINS_MIRROR). ')
     deft = 'https://drive.google.com/drive/folders/1dlVoV-4fMYlttdj2ba0unn6WX-nxaC48'
     flex = 'https://drive.google.com/drive/folders/1U60gUYp4JFOkG0VMefc4aVEMxtGM-AMu'
-    return (
-        _net('deft/pretrained', 'centertrack', (Source('manual', deft, 'model.pth', cite=DEFT_README,
-                                                       note='Google Drive folder'),),
-             'DEFT pretrained tracker (DLA-34, DCN; one file per dataset in the folder)',
-             how.format(url=deft) + "DEFT src/lib/model/networks/dla.py is CenterTrack's ('Modified by Mohamed "
-             "Chaabane'); the family is re-detected from the keys at load"),
+    return tuple(
+        _net(f'deft/{stem}', 'centertrack', (Source('manual', deft, f'{stem}.pth', cite=DEFT_README,
+                                                     note='Google Drive folder'),),
+             f'DEFT {what} tracker (DLA-34, DCN)',
+             how.format(url=deft) + f'The name is the one experiments/{script} loads (--load_model models/{stem}.pth). '
+             "DEFT src/lib/model/networks/dla.py is CenterTrack's ('Modified by Mohamed Chaabane') and its tracking "
+             "task builds the pre_img/pre_hm input convs and a 'tracking' head (opts.py): centertrack")
+        for stem, what, script in (('model_mot', 'MOT17', 'mot17_tracking.sh'),
+                                   ('model_kitti', 'KITTI', 'kitti_tracking.sh'),
+                                   ('model_nuscenes', 'nuScenes', 'nuScenes_3Dtracking.sh'))
+    ) + (
         _net('monoflex/monoflex_kitti', 'centernet', (Source('manual', flex, 'monoflex_kitti.pth',
                                                               cite=MONOFLEX_README, note='Google Drive folder'),),
              'MonoFlex (zhangyp15) KITTI train/val model (DLA-34, DCN)',

@@ -184,7 +184,8 @@ ISSUE_27_NAMES = {
     'centerfusion/centerfusion_e60': 'centernet', 'centerfusion/centernet_baseline_e170': 'centernet',
     'km3d/km3d_dla34_kitti_train': 'centernet', 'km3d/km3d_dla34_kitti_train_rightaug': 'centernet',
     'permatrack/pd_17fr_21ep_vis': 'centertrack', 'permatrack/kitti_half_pd_5ep': 'centertrack',
-    'permatrack/mot_half': 'centertrack', 'permatrack/nu_stage_3_17fr': 'centertrack', 'deft/pretrained': 'centertrack',
+    'permatrack/mot_half': 'centertrack', 'permatrack/nu_stage_3_17fr': 'centertrack', 'deft/model_mot': 'centertrack',
+    'deft/model_kitti': 'centertrack', 'deft/model_nuscenes': 'centertrack',
     'monoflex/monoflex_kitti': 'centernet', 'smoke/smoke_dla34_kitti': 'smoke',
     'monodle/centernet3d_dla34_kitti': 'monodle',
 }
@@ -196,6 +197,6 @@ def test_issue_27_files_are_named_sourced_and_cited():
         assert e.family == family and e.note, name
         assert all(re.match(r'^[A-Za-z0-9-]+/[A-Za-z0-9_.-]+@[0-9a-f]{7,} ', s.cite) for s in e.sources), name
     assert weights.get('centernet/exdet_coco_dla').sources[0].where == '1PFcEqN0KjFuq9XaqzB7TkVD3pvXZx04e'
-    assert [s.kind for s in weights.get('deft/pretrained').sources] == ['manual']
+    assert [s.kind for s in weights.get('deft/model_mot').sources] == ['manual']
     assert weights.get('permatrack/mot_half').sources[0].where == (
         'https://tri-ml-public.s3.amazonaws.com/github/permatrack/mot_half.pth')
