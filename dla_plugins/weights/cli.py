@@ -44,7 +44,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
     print('  '.join(c.ljust(width[c]) for c in cols))
     for r in rows:
         print('  '.join(str(r[c]).ljust(width[c]) for c in cols))
-    print(f'\ncache: {cache_dir()} ({ENV_HOME}); pinned = sources with a published hash or size; the others are '
+    print(f"\n{len(rows)} entries, {len({r['family'] for r in rows})} layout families (--format json lists them)")
+    print(f'cache: {cache_dir()} ({ENV_HOME}); pinned = sources with a published hash or size; the others are '
           'checked against the sha256 recorded at first download')
     return 0
 

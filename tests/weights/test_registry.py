@@ -156,6 +156,7 @@ def test_cli_list_fetch_path_verify(tmp_path, capsys):
         assert main(['weights', 'list']) == 0
         out = capsys.readouterr().out
         assert all(re.search(rf'^{re.escape(n)}\s', out, re.M) for n in weights.names())
+        assert f'\n{len(weights.names())} entries, {len({e.family for e in weights.entries()})} layout families' in out
         assert re.search(r'^test/cli\s+timm\s+dla46_c\s+\d+\.\d KiB\s+recorded at first download\s+0/1\s+1\s+yes',
                          out, re.M)
         path.write_bytes(data[:-1] + b'!')
