@@ -16,7 +16,7 @@ __all__ = ['CheckpointError', 'StateDict', 'WEIGHTS_SCHEME', 'weights_name', 'lo
            'HOST_GLOBALS']
 
 StateDict = Dict[str, torch.Tensor]
-_WRAPPER_KEYS = ('state_dict', 'model', 'state_dict_ema', 'model_ema')
+_WRAPPER_KEYS = ('state_dict', 'model', 'state_dict_ema', 'model_ema', 'model_state')
 WEIGHTS_SCHEME = 'dlap://'
 """``'dlap://NAME'`` names a file of the weights registry (:mod:`dla_plugins.weights`) wherever a path is accepted."""
 
@@ -144,7 +144,7 @@ def read_state_dict(path: Union[str, os.PathLike]) -> StateDict:
     """Read a safetensors or torch (``weights_only=True``) file and unwrap common containers.
 
     Accepted containers: a bare state_dict, or a dict holding it under one of 'state_dict', 'model',
-    'state_dict_ema', 'model_ema'. A 'module.' prefix (DDP) is stripped from every key.
+    'state_dict_ema', 'model_ema', 'model_state' (monodle). A 'module.' prefix (DDP) is stripped from every key.
     """
     return unwrap_state_dict(read_checkpoint(path), path if weights_name(path) else os.fspath(path))
 

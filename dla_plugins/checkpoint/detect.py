@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 
 from ..files import CheckpointError, StateDict
-from . import centernet, centernet2, mmdet3d, ucbdrive
+from . import centernet, centernet2, mmdet3d, monodle, smoke, ucbdrive
 from .hosts import HostKeys, match_host
 from .rules import LEVEL_PATTERN, NECK_PATTERN, Evidence, LayoutRule
 from .ucbdrive import is_deep_tree_project
@@ -52,18 +52,20 @@ OWN_SEG = LayoutRule('dla-plugins-seg', 'dla-plugins DLASeg state_dict',
                      own_keys=_own_seg_key, signature=r'^(backbone|neck|classifier)\.')
 TIMM = LayoutRule('timm', 'timm / dla-plugins DLA', lambda ev: ev.neck_prefix is None, dense=False,
                   signature=r'^(base_layer|level\d)\.')
-_ALL = {r.family: r for r in (OWN_SEG, TIMM, *ucbdrive.RULES, *centernet.RULES, *mmdet3d.RULES, *centernet2.RULES)}
+_ALL = {r.family: r for r in (OWN_SEG, TIMM, *ucbdrive.RULES, *centernet.RULES, *mmdet3d.RULES, *centernet2.RULES,
+                              *smoke.RULES, *monodle.RULES)}
 # The order rules are tried in (first match wins): specific prefixes and module styles first, fallbacks last.
 REGISTRY: Tuple[LayoutRule, ...] = tuple(_ALL[f] for f in (
-    'dla-plugins-seg', 'centernet2-bifpn', 'centernet2-fpn', 'centernet2-dlaup', 'centernet2-dlaseg', 'mmdet3d',
-    'fairmot', 'fairmot-conv', 'centertrack', 'centernet', 'centernet-conv', 'ucbdrive-dlaseg', 'centernet-dlav0',
-    'ucbdrive', 'timm'))
+    'dla-plugins-seg', 'smoke', 'centernet2-bifpn', 'centernet2-fpn', 'centernet2-dlaup', 'centernet2-dlaseg',
+    'mmdet3d', 'fairmot', 'fairmot-conv', 'centertrack', 'centernet', 'centernet-conv', 'monodle', 'ucbdrive-dlaseg',
+    'centernet-dlav0', 'ucbdrive', 'timm'))
 assert len(REGISTRY) == len(_ALL), 'every rule has a place in REGISTRY'
 FAMILIES: Dict[str, str] = {r.family: r.description for r in REGISTRY}
 # Where a family may keep the DLA (longest first, so nested prefixes win ties).
-_BACKBONE_PREFIXES = ('backbone.bottom_up.backbone.', 'backbone.bottom_up.', 'backbone.base.', 'backbone.', 'base.', '')
+_BACKBONE_PREFIXES = ('backbone.bottom_up.backbone.', 'backbone.bottom_up.', smoke.SMOKE_BASE_PREFIX, 'backbone.base.',
+                      'backbone.', 'base.', '')
 _STAGE = re.compile(r'(?:(?:dla_up\.)?ida_(\d+)|ida_up)\.(.+)$')
-_NECK_BIAS = re.compile(r'(proj_\d+|node_\d+|projs\.\d+|nodes\.\d+)\.conv\.bias$')
+_NECK_BIAS = re.compile(r'(proj_\d+|node_\d+|projs\.\d+|nodes\.\d+)\.(?:deform_)?conv\.bias$')
 
 SKIP_FC = 'ImageNet classifier of the backbone (unused by dense models)'
 SKIP_PROJECT = 'unused project layer of a tree deeper than 1'
@@ -105,8 +107,8 @@ class Layout:
 
     @property
     def whole_network(self) -> bool:
-        """The file holds a DLA-Up: it loads into a DLASeg (see :meth:`model_kwargs`)."""
-        return self.neck_prefix is not None or self.rule is OWN_SEG
+        """The file holds a DLA-Up we reproduce: it loads into a DLASeg (see :meth:`model_kwargs`)."""
+        return (self.neck_prefix is not None and self.rule.neck_loads) or self.rule is OWN_SEG
 
     def model_kwargs(self, state: Mapping[str, torch.Tensor]) -> Dict[str, Any]:
         """:class:`~dla_plugins.DLASeg` arguments that reproduce the checkpoint's network (empty: a plain DLA)."""
@@ -114,7 +116,7 @@ class Layout:
             state = self.host.rename(state)
         if self.rule is OWN_SEG:
             return _own_seg_network(state)
-        if self.neck_prefix is None:
+        if not self.whole_network:
             return {}
         norm = None if f'{self.backbone_prefix}base_layer.1.running_mean' in state else 'gn'
         ida = re.compile(rf'{re.escape(self.neck_prefix)}(?:dla_up\.)?ida_(\d+)\.')

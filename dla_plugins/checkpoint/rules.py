@@ -11,8 +11,9 @@ from typing import Any, Callable, Dict, FrozenSet, Mapping, Optional, Tuple
 
 __all__ = ['Evidence', 'LayoutRule', 'KeyMap', 'NECK_PATTERN', 'LEVEL_PATTERN']
 
-# A DLA-Up key of the reference codebases: ``[neck.|backbone.][dla_up.]ida_<i>.`` or ``ida_up.``.
-NECK_PATTERN = re.compile(r'^(|neck\.|backbone\.)(?:(?:dla_up\.)?ida_\d+|ida_up)\.')
+# A DLA-Up key of the reference codebases: ``[neck.|backbone.][dla_up.]ida_<i>.`` or ``ida_up.`` (SMOKE: in
+# ``backbone.`` + ``body.``, see smoke.py).
+NECK_PATTERN = re.compile(r'^(|neck\.|backbone\.|backbone\.body\.)(?:(?:dla_up\.)?ida_\d+|ida_up)\.')
 LEVEL_PATTERN = re.compile(r'(?:base_layer|level[0-5])\.')
 KeyMap = Callable[[str], Optional[Tuple[Optional[str], Optional[str]]]]
 """A family's own (non-DLA, non-DLA-Up) key -> (our key, None) to keep it, (None, reason) to skip it, or None."""
@@ -64,6 +65,8 @@ class LayoutRule:
         extra_inputs: Convs on extra inputs (CenterTrack's previous frame / heatmap) inside the DLA: skipped.
         signature: What its keys look like, to name the closest family of an unrecognised file.
         dense: A detection/segmentation checkpoint: other keys are task heads (skipped).
+        neck_loads: False for a DLA-Up with no equivalent in :class:`~dla_plugins.DLAUp` (its keys are skipped and
+            listed; the file's network is its DLA).
     """
 
     family: str
@@ -78,6 +81,7 @@ class LayoutRule:
     extra_inputs: Optional[re.Pattern] = None
     signature: Optional[str] = None
     dense: bool = True
+    neck_loads: bool = True
 
     def describe(self) -> Dict[str, Any]:
         return dict(family=self.family, description=self.description, flavor=self.flavor, dense=self.dense)

@@ -1,5 +1,6 @@
 """``dla-plugins weights list | fetch NAME... | verify [NAME...] | path NAME``."""
 import argparse
+import json
 from typing import Any, List, Optional
 
 from .fetch import ENV_HOME, ENV_MIRROR, ENV_OFFLINE, WeightsError, cache_dir, cache_record, fetch, verify
@@ -28,13 +29,23 @@ def list_rows() -> List[dict]:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
+    if args.format == 'json':
+        from .doc import registry_json
+
+        out = registry_json()
+        cached = {r['name']: r['cached'] == 'yes' for r in list_rows()}
+        for row in out['entries']:
+            row['cached'] = cached[row['name']]
+        print(json.dumps(out, indent=1))
+        return 0
     rows = list_rows()
     cols = ('name', 'family', 'variant', 'size', 'hash', 'pinned', 'sources', 'cached')
     width = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in cols}
     print('  '.join(c.ljust(width[c]) for c in cols))
     for r in rows:
         print('  '.join(str(r[c]).ljust(width[c]) for c in cols))
-    print(f'\ncache: {cache_dir()} ({ENV_HOME}); pinned = sources with a published hash or size; the others are '
+    print(f"\n{len(rows)} entries, {len({r['family'] for r in rows})} layout families (--format json lists them)")
+    print(f'cache: {cache_dir()} ({ENV_HOME}); pinned = sources with a published hash or size; the others are '
           'checked against the sha256 recorded at first download')
     return 0
 
@@ -82,8 +93,10 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                                    'base URL or folder laid out as <name>/<file> (tried first); '
                                    f'{ENV_OFFLINE}=1: cache only.')
     ws = w.add_subparsers(dest='weights_command', required=True)
-    ws.add_parser('list', help='every name: family, variant, size, hash status, sources, cached').set_defaults(
-        func=_cmd_list)
+    ls = ws.add_parser('list', help='every name: family, variant, size, hash status, sources, cached')
+    ls.add_argument('--format', choices=('table', 'json'), default='table',
+                    help='json: {"count", "families", "entries"} with every source, citation and note')
+    ls.set_defaults(func=_cmd_list)
     f = ws.add_parser('fetch', help='download (or find in the cache) and verify')
     f.add_argument('names', nargs='+', metavar='NAME')
     f.add_argument('--timeout', type=float, default=None, help='seconds per connection/read (default 30)')

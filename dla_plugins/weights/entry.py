@@ -73,7 +73,9 @@ class WeightEntry:
             ``'CenterNet'`` (a ctdet detector: the whole network and its heads).
         model_kwargs: keyword arguments of ``builds`` besides the variant.
         description: what the file is.
-        note: why it has fewer than two automatic sources, or other caveats.
+        note: why it has fewer than two automatic sources (or none: how a person gets the file), or other caveats.
+        retired: former sources that are gone (e.g. Drive ids replaced upstream): never fetched, kept as history
+            (each with its ``cite`` and, in ``note``, why it is gone).
     """
 
     name: str
@@ -84,6 +86,7 @@ class WeightEntry:
     model_kwargs: Mapping[str, Any] = field(default_factory=dict)
     description: str = ''
     note: str = ''
+    retired: Tuple[Source, ...] = ()
 
     @property
     def automatic_sources(self) -> Tuple[Source, ...]:

@@ -169,7 +169,7 @@ def mirror_sources(entry: WeightEntry, base: Optional[str] = None) -> Tuple[Sour
     if not base:
         return ()
     out, seen = [], set()
-    for src in entry.automatic_sources:
+    for src in entry.sources:  # manual sources too: a mirror can serve a file no one can download automatically
         if src.file in seen:
             continue
         seen.add(src.file)
@@ -318,7 +318,7 @@ def _placed_by_hand(entry: WeightEntry, writable: bool) -> Optional[CacheRecord]
     """A file placed under ``<home>/<name>/<file>`` with no record: verified against the published hash of that file
     name (or it must read as a checkpoint), then recorded."""
     folder = cache_dir() / entry.name
-    for src in entry.automatic_sources:
+    for src in entry.sources:
         path = folder / src.file
         if not path.is_file():
             continue
@@ -405,7 +405,8 @@ def _from_sources(entry: WeightEntry, timeout: float, progress: bool, retries: i
                                'folder on a disk with room (not retried)') from None
         log.info('%s: %s (%s) -> %s', entry.name, src.describe(), rec.hash_status, rec.path)
         return str(rec.path)
-    lines = [f'weights: could not fetch {entry.name!r}; tried {len(failures)} source(s):']
+    lines = [f'weights: could not fetch {entry.name!r}; tried {len(failures)} source(s):' if entry.automatic_sources
+             else f'weights: {entry.name!r} has no automatic source ({entry.note}):']
     lines += [f'  {i}. {f}' for i, f in enumerate(failures, 1)]
     lines += _manual_lines(entry, folder)
     if not mirror_sources(entry):
@@ -485,7 +486,7 @@ def verify(name: str) -> CacheRecord:
             rec = _rehashed(entry, writable)
     if rec is None:
         raise WeightsError(f'weights: {name!r} is not cached ({folder}); run `dla-plugins weights fetch {name}`')
-    for src in entry.automatic_sources:
+    for src in entry.sources:
         if src.file == rec.file and src.pinned:
             try:
                 _check_pins(rec.path, src)

@@ -18,7 +18,7 @@ _HEX = re.compile(r'^[0-9a-f]+$')
 _REGISTRY: Dict[str, WeightEntry] = {}
 
 
-def _check_source(name: str, i: int, s: Source) -> None:
+def _check_source(name: str, i: Union[int, str], s: Source) -> None:
     where = f'entry {name!r} source {i}'
     if s.kind not in SOURCE_KINDS:
         raise ValueError(f'{where}: kind {s.kind!r} unknown; allowed: {list(SOURCE_KINDS)}')
@@ -43,10 +43,13 @@ def _check(entry: WeightEntry) -> None:
         raise ValueError(f'entry {entry.name!r}: family {entry.family!r} unknown; allowed: {sorted(FAMILIES)}')
     if entry.builds not in BUILDERS:
         raise ValueError(f'entry {entry.name!r}: builds {entry.builds!r} unknown; allowed: {list(BUILDERS)}')
-    if not entry.automatic_sources:
-        raise ValueError(f'entry {entry.name!r}: needs at least one source that is not manual')
+    if not entry.automatic_sources and not entry.note:
+        raise ValueError(f'entry {entry.name!r}: no automatic source and no note; allowed: at least one source of '
+                         f"kind {[k for k in SOURCE_KINDS if k != 'manual']}, or a note saying how to get the file")
     for i, s in enumerate(entry.sources, 1):
         _check_source(entry.name, i, s)
+    for i, s in enumerate(entry.retired, 1):
+        _check_source(entry.name, f'{i} (retired)', s)
 
 
 def register(entry: WeightEntry, replace: bool = False) -> WeightEntry:

@@ -13,22 +13,36 @@ __all__ = ['TABLE']
 TIMM_CFG = 'huggingface/pytorch-image-models@aa4b585 timm/models/dla.py default_cfgs (hf_hub_id="timm/")'
 TIMM_RELEASE_CITE = ('huggingface/pytorch-image-models@e11efa8 timm/models/dla.py (dla169 fixed in @73049dc); '
                      'name = <model>-<sha256[:8]> (clean_checkpoint.py; timm set_pretrained_check_hash)')
-TIMM_RES2NET_CITE = 'huggingface/pytorch-image-models@adbf770 timm/models/dla.py (res2net release assets)'
+RES2NET_CITE = ('Res2Net/Res2Net-PretrainedModels@ffeb825 dla.py model_urls (the authors\' file names, '
+                '<model>-<sha256[:8]> as torch.hub names them)')
+TIMM_RES2NET_CITE = (f'huggingface/pytorch-image-models@adbf770 timm/models/dla.py (the same files re-hosted as '
+                     f'release assets under their authors\' names; {RES2NET_CITE})')
 UCB_CITE = 'ucbdrive/dla@d477ceb dla.py WEB_ROOT + dataset.py imagenet.model_hash'
 TRICKS_CITE = 'facebookresearch/omni3d@778bd02 cubercnn/modeling/backbone/dla.py (name dla34+tricks, hash 24a49e58)'
-OMZ_DLA34 = 'openvinotoolkit/open_model_zoo@0475b7c models/public/dla-34/model.yml (size, sha384, mirror)'
-OMZ_DLAV0 = 'openvinotoolkit/open_model_zoo@1db2046 models/public/ctdet_coco_dlav0_512/model.yml (size, sha384)'
+OMZ_DLA34 = ('openvinotoolkit/open_model_zoo@0475b7c models/public/dla-34/model.yml (size, sha384, mirror); '
+             '@1cab204b3 (sha256, whose first 8 hex digits are the file name\'s suffix)')
+OMZ_DLAV0 = ('openvinotoolkit/open_model_zoo@1db2046 models/public/ctdet_coco_dlav0_512/model.yml (size, sha384); '
+             '@0d6d15b8f (sha256)')
 CENTERNET_ZOO = 'xingyizhou/CenterNet@4c50fd3 readme/MODEL_ZOO.md'
 CENTERNET_OLD = 'xingyizhou/CenterNet@f16ef63 readme/MODEL_ZOO.md (before the Nov 2022 link update)'
 CENTERTRACK_ZOO = 'xingyizhou/CenterTrack@e4e7534 readme/MODEL_ZOO.md'
 CENTERTRACK_OLD = 'xingyizhou/CenterTrack@04fe46c readme/MODEL_ZOO.md (before the Nov 2022 link update)'
 FAIRMOT_README = 'ifzhang/FairMOT@4aa6297 README.md'
 CENTERNET2_ZOO = 'xingyizhou/CenterNet2@bfc8b72 docs/MODEL_ZOO.md'
-CENTERNET2_OLD = 'xingyizhou/CenterNet2@d35d394 docs/MODEL_ZOO.md (before the Nov 2022 link update)'
+CENTERNET2_OLD = ('xingyizhou/CenterNet2@d35d394 projects/CenterNet2/centernet2_docs/MODEL_ZOO.md (before the Nov 2022 '
+                  'link update)')
 MMDET3D_SMOKE = ('open-mmlab/mmdetection3d@fe25f7a configs/smoke/metafile.yml; name = <stem>-<sha256[:8]> '
                  '(tools/model_converters/publish_model.py)')
 MMDET3D_MONOFLEX = 'open-mmlab/mmdetection3d@fe25f7a configs/monoflex/metafile.yml'
 OMNI3D_ZOO = 'facebookresearch/omni3d@778bd02 MODEL_ZOO.md'
+TRADES_README = 'JialianW/TraDeS@0443c36 README.md'
+CENTERFUSION_README = 'mrnabati/CenterFusion@3bac5c9 README.md ("Pretrained Models")'
+KM3D_README = 'Banconxuan/RTM3D@888c379 README.md ("KM3D Baseline and Model Zoo")'
+PERMATRACK_DOC = 'TRI-ML/permatrack@db16088 readme/GETTING_STARTED.md'
+DEFT_README = 'MedChaabane/DEFT@71abba2 README.md'
+MONOFLEX_README = 'zhangyp15/MonoFlex@ec6da01 README.md'
+SMOKE_README = 'lzccccc/SMOKE@bc5d2bb README.md'
+MONODLE_README = 'xinzhuma/monodle@e426aa6 README.md'
 
 
 # the revision of the hub page each hash was read from (the file's "Git LFS details"; main where the page was main)
@@ -36,6 +50,7 @@ _HF_PAGE_REV = {('dla46_c', 'model.safetensors'): '293e663aa8599e26360789bffc30b
                 ('dla46_c', 'pytorch_model.bin'): '293e663aa8599e26360789bffc30ba7dfd9d16ad',
                 ('dla46x_c', 'pytorch_model.bin'): '8a71a8e4a62ac7d2df76f8fa6ec9eb060790c836',
                 ('dla102', 'model.safetensors'): 'eb213ea9405e9434895facd3656a48b7ded99092',
+                ('dla102', 'pytorch_model.bin'): 'eb213ea9405e9434895facd3656a48b7ded99092',
                 ('dla169', 'pytorch_model.bin'): '492a94c1481c02dcc647bd261d86ce964bdf38a6'}
 
 
@@ -61,7 +76,8 @@ _IMAGENET: Dict[str, Tuple[str, Optional[str], Optional[str], Optional[str]]] = 
                'dcc75a67cbcd166b6b63b83fdf5bbd868b3dd9629519b8759308fbb40bf4a18c',
                'a097b190853705b13dddcb5cfd52c55f75b6ecdd65a165b05662394e99531ad2'),
     'dla102': ('dla102-21f57b54.pth', 'd94d9790',
-               '8715398fe7d645f7170847d31ed14ebf9f225d0cef251f570d280ac9e1ddfb16', None),
+               '8715398fe7d645f7170847d31ed14ebf9f225d0cef251f570d280ac9e1ddfb16',
+               '1cba0d9c0bafc01f7383a464ca9fb3de9af6e490374096cec6f7e903220f765d'),
     'dla102x': ('dla102x-7ec0aa2a.pth', 'ad62be81', None, None),
     'dla102x2': ('dla102x2-ac4239c4.pth', '262837b6', None, None),
     'dla169': ('dla169-7c767967.pth', '0914e092',
@@ -70,8 +86,12 @@ _IMAGENET: Dict[str, Tuple[str, Optional[str], Optional[str], Optional[str]]] = 
     'dla60_res2net': ('res2net_dla60_4s-d88db7f9.pth', None, None, None),
     'dla60_res2next': ('res2next_dla60_4s-d327927b.pth', None, None, None),
 }
-_OMZ_DLA34 = dict(size=63228658, sha384='38c035736538b6c67f2539bf1ca1cc1349c3691f41321bd58de9e97aa9eb83ea'
-                                        '6f52c4aeef7c4cd54c92b6f8c3f3e89b')
+_OMZ_DLA34 = dict(size=63228658, sha256='ba72cf86426e6333d9e8c6c7a8cae5549879212e48ae3aaad4bc8a7d009c34e1',
+                  sha384='38c035736538b6c67f2539bf1ca1cc1349c3691f41321bd58de9e97aa9eb83ea'
+                         '6f52c4aeef7c4cd54c92b6f8c3f3e89b')
+_RES2NET_ROOT = 'https://shanghuagao.oss-cn-beijing.aliyuncs.com/res2net'
+UCBDRIVE_MEANING = ("ucbdrive/dla's own ImageNet weights. Pinned HTTPS copies come first, the unpinned plain-http "
+                    'original (dl.yf.io, often down) after them')
 
 
 def _imagenet_sources(variant: str) -> Dict[str, Tuple[Source, ...]]:
@@ -83,19 +103,23 @@ def _imagenet_sources(variant: str) -> Dict[str, Tuple[Source, ...]]:
                  else TIMM_CFG),
           Source('hf', repo, 'pytorch_model.bin', sha256=hf_bin, cite=_hf_page(variant, 'pytorch_model.bin') if hf_bin
                  else TIMM_CFG))
-    tag = 'v0.1-res2net' if 'res2' in variant else 'v0.1-weights'
-    github = (Source('url', f'https://github.com/rwightman/pytorch-image-models/releases/download/{tag}/{release}',
-                     release, sha256=release.rsplit('-', 1)[1].split('.')[0],
-                     cite=TIMM_RES2NET_CITE if 'res2' in variant else TIMM_RELEASE_CITE),)
+    res2 = 'res2' in variant
+    prefix = release.rsplit('-', 1)[1].split('.')[0]
+    github = (Source('url', f'https://github.com/rwightman/pytorch-image-models/releases/download/'
+                            f"{'v0.1-res2net' if res2 else 'v0.1-weights'}/{release}", release, sha256=prefix,
+                     family='timm', cite=TIMM_RES2NET_CITE if res2 else TIMM_RELEASE_CITE),)
     original: Tuple[Source, ...] = ()
+    if res2:  # the authors' own copy (the name timm kept)
+        original = (Source('url', f'{_RES2NET_ROOT}/{release}', release, sha256=prefix, cite=RES2NET_CITE),)
     if ucb_hash:
         file = f'{variant}-{ucb_hash}.pth'
         pins = _OMZ_DLA34 if variant == 'dla34' else {}
         original = (Source('url', f'http://dl.yf.io/dla/models/imagenet/{file}', file, family='ucbdrive',
                            cite=f'{UCB_CITE}; {OMZ_DLA34}' if pins else UCB_CITE, **pins),)
         if variant == 'dla34':
-            original += (Source('url', 'https://storage.openvinotoolkit.org/repositories/open_model_zoo/public/2022.1/'
-                                       f'dla-34/{file}', file, family='ucbdrive', cite=OMZ_DLA34, **_OMZ_DLA34),)
+            original = (Source('url', 'https://storage.openvinotoolkit.org/repositories/open_model_zoo/public/'
+                                      f'2022.1/dla-34/{file}', file, family='ucbdrive', cite=OMZ_DLA34, **_OMZ_DLA34),
+                        ) + original
     return dict(hf=hf, github=github, original=original)
 
 
@@ -106,11 +130,19 @@ def _imagenet_entries() -> Tuple[WeightEntry, ...]:
         out.append(WeightEntry(
             f'{variant}.in1k', variant, 'timm', s['hf'] + s['github'] + s['original'], 'create_dla',
             dict(num_classes=1000), f"timm's {variant}.in1k ImageNet-1k classifier"))
-        if s['original']:
-            out.append(WeightEntry(
-                f'{variant}.ucbdrive', variant, 'ucbdrive', s['original'] + s['github'] + s['hf'][:1], 'create_dla',
-                dict(num_classes=1000), f"ucbdrive/dla's original {variant} ImageNet file (dl.yf.io) first; then "
-                'the re-saved copies of the same weights'))
+        if 'res2' in variant:
+            continue
+        https = tuple(x for x in s['original'] if x.where.startswith('https://'))
+        plain = tuple(x for x in s['original'] if x not in https)
+        first = https if https else s['github']  # a pinned HTTPS copy before the unpinned plain-http original
+        rest = s['github'] if https else ()
+        out.append(WeightEntry(
+            f'{variant}.ucbdrive', variant, 'ucbdrive', first + plain + rest + s['hf'][:1], 'create_dla',
+            dict(num_classes=1000), f"ucbdrive/dla's {variant} ImageNet classifier",
+            note=UCBDRIVE_MEANING + (": OpenVINO's copy of the original file (same bytes, pinned), then dl.yf.io "
+                                     "(pinned by OpenVINO's hashes), then timm's re-saved copies of the same tensors"
+                                     if https else ": timm's GitHub release copy of the same tensors (re-saved, "
+                                     "pinned by its name), then dl.yf.io, then the hub")))
     for variant, file in (('dla34', 'dla34+tricks-24a49e58.pth'), ('dla60', 'dla60+tricks-14488826.pth'),
                           ('dla102', 'dla102+tricks-27a30eac.pth')):
         out.append(WeightEntry(
@@ -127,22 +159,26 @@ _FAMILY_NET = {
     'centernet': _CENTERNET_NET, 'fairmot': _CENTERNET_NET, 'centertrack': _CENTERNET_NET,
     'centernet2-dlaseg': _CENTERNET_NET,
     'centernet-dlav0': dict(down_ratio=4, output_stride=32, flavor='paper', node_type='conv', num_classes=0),
-    'mmdet3d': dict(_CENTERNET_NET, norm_layer='gn'),
+    'mmdet3d': dict(_CENTERNET_NET, norm_layer='gn'), 'smoke': dict(_CENTERNET_NET, norm_layer='gn'),
 }
-DRIVE_ONLY = ('Google Drive only: the authors publish no other copy; the second id is the one their model zoo gave '
-              'before the Nov 2022 link update (may be gone)')
+DRIVE_ONLY = ('one source, Google Drive: the authors publish no other copy. The id their model zoo gave before the '
+              'Nov 2022 link update is gone and kept as history only (retired)')
+GONE = ('gone since Nov 2022: the authors replaced these ids (xingyizhou/CenterTrack#282 "The google drive folder is '
+        'empty", xingyizhou/CenterNet#1013, #1014, ifzhang/FairMOT#525)')
 
 
 def _net(name: str, family: str, sources: Tuple[Source, ...], description: str, note: str = '',
-         variant: str = 'dla34', **kwargs) -> WeightEntry:
+         variant: str = 'dla34', retired: Tuple[Source, ...] = (), **kwargs) -> WeightEntry:
     """A detection/tracking checkpoint: DLASeg(**family kwargs), or a DLA for bottom-up-only families."""
     net = dict(_FAMILY_NET[family], **kwargs) if family in _FAMILY_NET else None
     return WeightEntry(name, variant, family, sources, 'DLASeg' if net else 'create_dla', net or dict(num_classes=0),
-                       description, note)
+                       description, note, retired)
 
 
-def _drive(file: str, ids: Tuple[str, ...], cites: Tuple[str, ...]) -> Tuple[Source, ...]:
-    return tuple(Source('gdrive', i, file, cite=c) for i, c in zip(ids, cites))
+def _drive(file: str, ids: Tuple[str, str], cites: Tuple[str, str], **kwargs) -> Dict[str, Tuple[Source, ...]]:
+    """The current Drive id as a source and the pre-2022 one as a retired source."""
+    return dict(sources=(Source('gdrive', ids[0], file, cite=cites[0]),),
+                retired=(Source('gdrive', ids[1], file, cite=cites[1], note=GONE),), **kwargs)
 
 
 def _centernet_entries() -> Tuple[WeightEntry, ...]:
@@ -157,18 +193,22 @@ def _centernet_entries() -> Tuple[WeightEntry, ...]:
         'ddd_sub': ('1ZUsUqrM_yTjxaJuDBxm0WTKXj1snVuvP', '15XuJxTxCBnA8O37M_ghjppnWmVnjC0Hp'),
     }
     cites = (CENTERNET_ZOO, CENTERNET_OLD)
-    out = [_net(f'centernet/{k}', 'centernet', _drive(f'{k}.pth', ids, cites), f'CenterNet {k} (DLA-34, DCN)',
-                DRIVE_ONLY) for k, ids in zoo.items()]
+    out = [_net('centernet/exdet_coco_dla', 'centernet', (
+        Source('gdrive', '1PFcEqN0KjFuq9XaqzB7TkVD3pvXZx04e', 'exdet_coco_dla.pth', cite=CENTERNET_OLD),),
+        'CenterNet exdet_coco_dla (ExtremeNet re-implementation; DLA-34, DCN)',
+        "one source, the pre-2022 Drive id (the only per-file id published for it; it may be gone like the others): "
+        "the current model-zoo row (@4c50fd3) links ctdet_coco_resdcn18's id 1RtFps3kQAyLjQyzCao7pPDclOBQ64Vyp, a "
+        'copy-paste error upstream, so it is not a source')]
+    out += [_net(f'centernet/{k}', 'centernet', description=f'CenterNet {k} (DLA-34, DCN)', note=DRIVE_ONLY,
+                **_drive(f'{k}.pth', ids, cites)) for k, ids in zoo.items()]
     # ctdet_coco_dla_2x: FairMOT's README links the pre-2022 id too (its COCO-pretrained starting point)
     v0 = 'ctdet_coco_dlav0_1x.pth'
+    pins = dict(size=221889662, sha256='23a4ff7102c47c427bc1f24cec2059b8d837a0253363978d467a70e643b699d3',
+                sha384='74565ead2d6c42738f90c0c23abaca04048c9156fdd548130a6b9df94786a6d964b8d6f548a0a44208885243314eea64')
     out.append(_net('centernet/ctdet_coco_dlav0_1x', 'centernet-dlav0', (
         Source('url', f'https://storage.openvinotoolkit.org/repositories/open_model_zoo/public/2022.1/'
-                      f'ctdet_coco_dlav0_512/{v0}', v0, size=221889662,
-               sha384='74565ead2d6c42738f90c0c23abaca04048c9156fdd548130a6b9df94786a6d964b8d6f548a0a44208885243314eea64',
-               cite=OMZ_DLAV0),
-        Source('gdrive', '18yBxWOlhTo32_swSug_HM4q3BeWgxp_N', v0, size=221889662,
-               sha384='74565ead2d6c42738f90c0c23abaca04048c9156fdd548130a6b9df94786a6d964b8d6f548a0a44208885243314eea64',
-               cite=f'{OMZ_DLAV0} original_source')),
+                      f'ctdet_coco_dlav0_512/{v0}', v0, cite=OMZ_DLAV0, **pins),
+        Source('gdrive', '18yBxWOlhTo32_swSug_HM4q3BeWgxp_N', v0, cite=f'{OMZ_DLAV0} original_source', **pins)),
         'CenterNet ctdet_coco_dlav0_1x (DLA-34, paper DLA-Up)'))
     return tuple(_ctdet(e) for e in out)
 
@@ -220,9 +260,23 @@ def _centertrack_entries() -> Tuple[WeightEntry, ...]:
         'nuScenes_3Dtracking': ('1gPQFzqneDtT_PjJRRuyskRsNTRHXovw1', '1e8zR1m1QMJne-Tjp-2iY_o81hn2CiQRt'),
     }
     cites = (CENTERTRACK_ZOO, CENTERTRACK_OLD)
-    return tuple(_net(f'centertrack/{k}', 'centertrack', _drive(f'{k}.pth', ids, cites),
-                      f'CenterTrack {k} (DLA-34, DCN; extra input convs skipped)', DRIVE_ONLY)
-                 for k, ids in zoo.items())
+    current = {  # experiment -> (family, Drive id) of the rows with no earlier id in this registry
+        'mot17_fulltrain_sc': ('centertrack', '17rtVMuFOnRzXj0_3egrFI5j-wc8XviDZ'),
+        'mot17_half_sc': ('centertrack', '1o_cCo92WiVg8mgwyESd1Gg1AZYnq1iAJ'),
+        'kitti_half': ('centertrack', '1AZiFG0p3VxB2pA_5XIkbue4ASfxaA3e1'),
+        'kitti_half_sc': ('centertrack', '13rmdfi1rX3X7yFOndzyARTYO51uSNW0Z'),
+        'coco_pose_tracking': ('centertrack', '1yGFC_Q9wzSHL1d4eZW_44EBB2H42YKYt'),
+        'nuScenes_3Ddetection_e140': ('centernet', '1o989b1tANh49uHhNbsCCJ5J57FGiaFut'),
+    }
+    ddd = (' experiments/nuScenes_3Ddetection_e140.sh trains task ddd (no tracking head, no previous-frame '
+           'inputs), so its keys are those of CenterNet pose_dla_dcn and it is recognised as centernet')
+    extra = tuple(_net(f'centertrack/{k}', fam, (Source('gdrive', i, f'{k}.pth', cite=CENTERTRACK_ZOO),),
+                       f'CenterTrack {k} (DLA-34, DCN)', DRIVE_ONLY.split('. ')[0] + '.' + (ddd if fam == 'centernet'
+                                                                                            else ''))
+                  for k, (fam, i) in current.items())
+    return extra + tuple(_net(f'centertrack/{k}', 'centertrack', description=f'CenterTrack {k} (DLA-34, DCN; extra '
+                              'input convs skipped)', note=DRIVE_ONLY, **_drive(f'{k}.pth', ids, cites))
+                         for k, ids in zoo.items())
 
 
 def _centernet2_entries() -> Tuple[WeightEntry, ...]:
@@ -233,15 +287,16 @@ def _centernet2_entries() -> Tuple[WeightEntry, ...]:
                                        '12GUNlDW9RmOs40UEMSiiUsk5QK_lpGsE'),
         'CenterNet2_DLA-BiFPN-P3_24x': ('centernet2-bifpn', '17osgvr_Zhp9SS2uMa_YLiKwkKJIDtwPZ',
                                         '15ZES1ySxubDPzKsHPA7pYg8o_Vwmf-Mb'),
-        'CenterNet2_DLA-BiFPN-P5_640_24x_ST': ('centernet2-fpn', '1pGXpnHhvi66my_p5dASTnTjvaaj0FEvE',
+        'CenterNet2_DLA-BiFPN-P5_640_24x_ST': ('centernet2-bifpn', '1pGXpnHhvi66my_p5dASTnTjvaaj0FEvE',
                                                '1qsHp2HrM1u8WrtBzF5S0oCoLMz-B40wk'),
     }
     cites = (CENTERNET2_ZOO, CENTERNET2_OLD)
-    notes = {'CenterNet2_DLA-BiFPN-P5_640_24x_ST': ' Its config is not in the repository; the family is that of '
-                                                   'the P5_640 configs (build_p37_dla_bifpn_backbone) and is '
-                                                   're-detected from the keys at load.'}
-    return tuple(_net(f'centernet2/{k}', fam, _drive(f'{k}.pth', (new, old), cites), f'CenterNet2 {k} (DLA-34)',
-                      DRIVE_ONLY + '.' + notes.get(k, ''))
+    notes = {'CenterNet2_DLA-BiFPN-P5_640_24x_ST': (
+        ' Its config is xingyizhou/CenterNet2@d35d394 projects/CenterNet2/configs/CenterNet2_DLA-BiFPN-P5_640_24x_ST'
+        '.yaml (renamed CenterNet2_DLA-fcosBiFPN-P5_640_16x_ST.yaml at 9ba5c8e): build_p37_fcos_dla_bifpn_backbone, '
+        'whose BackboneWithTopLevels keeps the DLA under backbone.bottom_up.backbone.')}
+    return tuple(_net(f'centernet2/{k}', fam, description=f'CenterNet2 {k} (DLA-34)',
+                      note=DRIVE_ONLY + '.' + notes.get(k, ''), **_drive(f'{k}.pth', (new, old), cites))
                  for k, (fam, new, old) in zoo.items())
 
 
@@ -276,6 +331,101 @@ def _omni3d_entries() -> Tuple[WeightEntry, ...]:
     return tuple(out)
 
 
+FORK = {  # project -> why its files have CenterNet's or CenterTrack's keys (source compared with the original)
+    'trades': 'TraDeS src/lib/model/networks/dla.py is CenterTrack\'s without the pre_img/pre_hm input convs, and '
+              "--trades drops the 'tracking' head (opts.py): CenterNet pose_dla_dcn keys, recognised as centernet; "
+              "TraDeS's own modules (embedconv, attention_*, conv_offset_*, dcn1_1) are skipped with the heads "
+              '(key manifest: tests/golden/data/trades_dla34_dcn.json)',
+    'centerfusion': "CenterFusion src/lib/model/networks/dla.py is CenterTrack's (base_layer reads "
+                    'opt.num_img_channels, 3) and its ddd task has no previous-frame inputs: recognised as '
+                    'centernet; the radar/secondary heads are skipped (key manifest: '
+                    'tests/golden/data/centerfusion_dla34_dcn.json)',
+    'km3d': "RTM3D/KM3D src/lib/models/networks/pose_dla_dcn.py is byte-identical to CenterNet's (--arch dla_34): "
+            'recognised as centernet; the keypoint heads are skipped (key manifest: '
+            'tests/golden/data/km3d_dla34_dcn.json)',
+    'permatrack': "PermaTrack src/lib/model/networks/dla.py is CenterTrack's (with --is_recurrent the pre_img/pre_hm "
+                  "convs are not built); the 'tracking' head makes it centertrack; the ConvGRU is skipped (key "
+                  'manifest: tests/golden/data/permatrack_dla34_dcn.json)',
+}
+
+
+def _tracker_entries() -> Tuple[WeightEntry, ...]:
+    """TraDeS, CenterFusion, KM3D, PermaTrack: forks of CenterNet's/CenterTrack's DLA (see :data:`FORK`)."""
+    one = 'one source: Google Drive (the README links no other copy). '
+    out = [_net(f'trades/{stem}', 'centernet', (Source('gdrive', i, f'{stem}.pth', cite=TRADES_README),),
+                f'TraDeS {what} (DLA-34, DCN)', one + FORK['trades'])
+           for stem, i, what in (('crowdhuman', '1pljgwSecg50OhCTc2yCEhEBY3AwvPFlp', 'CrowdHuman 2D tracking'),
+                                 ('mot_half', '18DQi6LqFuO7_2QObvZSNK2y_F8yXT17p', 'MOT17 half 2D tracking'),
+                                 ('nuscenes', '1PHcDPIvb6owVuMZKR_YieyYN12IhbQLl', 'nuScenes 3D tracking'),
+                                 ('nuScenes_3Ddetection_e140', '1jGDrQ5I3ZxyGoep79egcT9MI3JM1ZKhG',
+                                  'nuScenes pretrained model (experiments/nuScenes_train.sh --load_model)'))]
+    out += [_net(f'centerfusion/{stem}', 'centernet', (Source('gdrive', i, f'{stem}.pth', cite=CENTERFUSION_README),),
+                 f'CenterFusion {stem} (DLA-34, DCN; nuScenes)', one + FORK['centerfusion'])
+            for stem, i in (('centerfusion_e60', '1XaYx7JJJmQ6TBjCJJster-Z7ERyqu4Ig'),
+                            ('centernet_baseline_e170', '1iFF7a5oueFfB5GnUoHFDnntFdTst-bVI'))]
+    for stem, drive, baidu, code, what in (
+            ('km3d_dla34_kitti_train', '16IjRxXtGfS1eDv9IeDZkJUUjx4olEYnK', '1pjr-WDY256xBBusULjqL8A', '1h6s',
+             'KITTI train split'),
+            ('km3d_dla34_kitti_train_rightaug', '1oVroM_VOdxvR4qkWe40T2rtahhA795h0', '1rT46n6fajVQ_19gtkaXU4w',
+             'qqk6', 'KITTI train split with right-image augmentation')):
+        out.append(_net(f'km3d/{stem}', 'centernet', (
+            Source('gdrive', drive, f'{stem}.pth', cite=KM3D_README),
+            Source('manual', f'https://pan.baidu.com/s/{baidu}', f'{stem}.pth', cite=KM3D_README,
+                   note=f'Baidu, access code {code}')),
+            f'KM3D DLA-34 ({what})', 'one automatic source (Google Drive); the Baidu copy needs a browser. '
+            + FORK['km3d']))
+    s3 = 'https://tri-ml-public.s3.amazonaws.com/github/permatrack'
+    out += [_net(f'permatrack/{stem}', 'centertrack', (Source('url', f'{s3}/{stem}.pth', f'{stem}.pth',
+                                                              cite=PERMATRACK_DOC),),
+                 f'PermaTrack {what} (DLA-34, DCN)', "one source: TRI's public S3 bucket (a direct HTTPS URL). "
+                 + FORK['permatrack'])
+            for stem, what in (('pd_17fr_21ep_vis', 'ParallelDomain'), ('kitti_half_pd_5ep', 'KITTI half'),
+                               ('mot_half', 'MOT17 half'), ('nu_stage_3_17fr', 'nuScenes'))]
+    return tuple(out)
+
+
+def _own_code_entries() -> Tuple[WeightEntry, ...]:
+    """SMOKE's original release and monodle: their own DLA code (golden fixtures tests/golden/generate_smoke.py,
+    generate_monodle.py)."""
+    return (_net('smoke/smoke_dla34_kitti', 'smoke', (
+        Source('gdrive', '11VK8_HfR7t0wm-6dCNP5KS3Vh-Qm686-', 'smoke_dla34_kitti.pth', cite=SMOKE_README),),
+        'SMOKE (lzccccc/SMOKE) KITTI model: DLA-34-DCN with GroupNorm in its backbone body',
+        'one source: Google Drive (the README links no other copy). Not the mmdetection3d port '
+        '(mmdet3d/smoke_dla34_kitti): its own DLA code and key names (layout smoke)'),
+        _net('monodle/centernet3d_dla34_kitti', 'monodle', (
+            Source('gdrive', '1jaGdvu_XFn5woX0eJ5I2R6wIcBLVMJV6', 'centernet3d_dla34_kitti.pth', cite=MONODLE_README),),
+            'monodle (xinzhuma/monodle) CenterNet3D KITTI model: ucbdrive DLA-34 + its own DLAUp',
+            'one source: Google Drive (the README links no other copy). Its DLA-Up (3x3 projections of every input, '
+            'concatenating nodes, no final IDA-Up) has no equivalent in DLAUp: the backbone loads, the neck and '
+            'heads are skipped and listed'))
+
+
+def _folder_entries() -> Tuple[WeightEntry, ...]:
+    """Files published only inside a Google Drive folder (no per-file id): a person downloads them."""
+    how = ('no automatic source: the README links a Google Drive folder without per-file ids. Open {url}, download '
+           'the model you need and save it as the path the error names (or serve it with DLA_PLUGINS_MIRROR). ')
+    deft = 'https://drive.google.com/drive/folders/1dlVoV-4fMYlttdj2ba0unn6WX-nxaC48'
+    flex = 'https://drive.google.com/drive/folders/1U60gUYp4JFOkG0VMefc4aVEMxtGM-AMu'
+    return tuple(
+        _net(f'deft/{stem}', 'centertrack', (Source('manual', deft, f'{stem}.pth', cite=DEFT_README,
+                                                     note='Google Drive folder'),),
+             f'DEFT {what} tracker (DLA-34, DCN)',
+             how.format(url=deft) + f'The name is the one experiments/{script} loads (--load_model models/{stem}.pth). '
+             "DEFT src/lib/model/networks/dla.py is CenterTrack's ('Modified by Mohamed Chaabane') and its tracking "
+             "task builds the pre_img/pre_hm input convs and a 'tracking' head (opts.py): centertrack")
+        for stem, what, script in (('model_mot', 'MOT17', 'mot17_tracking.sh'),
+                                   ('model_kitti', 'KITTI', 'kitti_tracking.sh'),
+                                   ('model_nuscenes', 'nuScenes', 'nuScenes_3Dtracking.sh'))
+    ) + (
+        _net('monoflex/monoflex_kitti', 'centernet', (Source('manual', flex, 'monoflex_kitti.pth',
+                                                              cite=MONOFLEX_README, note='Google Drive folder'),),
+             'MonoFlex (zhangyp15) KITTI train/val model (DLA-34, DCN)',
+             how.format(url=flex) + "The only source since mmdetection3d's MonoFlex URL answers 404. "
+             "model/backbone/dla_dcn.py is CenterNet's pose_dla_dcn DLASeg under 'backbone.' (BN, actf, DCNv2 "
+             "conv_offset_mask): recognised as centernet; 'heads.*' are skipped"),
+    )
+
+
 TABLE: Tuple[WeightEntry, ...] = (_imagenet_entries() + _centernet_entries() + _fairmot_entries()
                                   + _centertrack_entries() + _centernet2_entries() + _mmdet3d_entries()
-                                  + _omni3d_entries())
+                                  + _omni3d_entries() + _tracker_entries() + _own_code_entries() + _folder_entries())

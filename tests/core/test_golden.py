@@ -25,7 +25,10 @@ LAYOUTS = {
     'fairmot_dla34_conv': 'fairmot-conv', 'fairmot_dla34_dcn': 'fairmot', 'mmdet3d_smoke_dla34': 'mmdet3d',
     'mmdet3d_dla34_nodcn': 'mmdet3d', 'centernet2_dla_bifpn': 'centernet2-fpn',
     'centernet2_dla_fcos_bifpn': 'centernet2-bifpn', 'centernet2_dlaseg': 'centernet2-dlaseg',
-    'centernet2_dlaup_conv': 'centernet2-dlaup',
+    'centernet2_dlaup_conv': 'centernet2-dlaup', 'smoke_dla34_dcn_gn': 'smoke',
+    'monodle_dla34': 'monodle', 'km3d_dla34_dcn': 'centernet',
+    'trades_dla34_dcn': 'centernet', 'centerfusion_dla34_dcn': 'centernet',
+    'permatrack_dla34_dcn': 'centertrack',
 }
 FIXTURES = fixture_names()
 DENSE = [n for n in FIXTURES if any(k.startswith('dla_up') or k == 'features' for k in load_manifest(n)['outputs'])]

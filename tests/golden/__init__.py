@@ -1,5 +1,6 @@
 """Golden fixtures produced by running reference implementations (ucbdrive/dla, CenterNet, FairMOT, CenterTrack,
-mmdetection3d, CenterNet2): key/shape manifests, seeds, inputs and reference outputs — never weights or code.
+mmdetection3d, CenterNet2, SMOKE, monodle, KM3D, TraDeS, CenterFusion): key/shape manifests, seeds, inputs and
+reference outputs — never weights or code.
 
 A fixture ``data/<name>.json`` is a manifest::
 
