@@ -1,11 +1,19 @@
 """ONNX and TorchScript export of a DLA classifier, backbone (all six levels) or DLASeg, checked numerically.
 
 ONNX export uses the TorchScript-based exporter (``dynamo=False``), which needs no onnxscript; the exported graph
-is run with onnxruntime and compared with the eager model. Deformable aggregation nodes export in one of two forms
-(``deform``): 'op' through torchvision's ``deform_conv2d``, for which this module registers a symbolic emitting ONNX
-``DeformConv`` (opset 19; torchvision ships none; onnxruntime's CPU provider runs it), or 'plain' through the native
-implementation written with standard operators (``Gather``, ``Mul``, ``ReduceSum``, ``MatMul``; opset 17), for
-runtimes without ``DeformConv``.
+is run in its target runtime (:mod:`.runtimes`: onnxruntime or OpenVINO) and compared with the eager model.
+Deformable aggregation nodes export in the form the target runtime runs natively (``runtime`` picks it,
+``deform`` overrides it; docs/deploy.md):
+
+- 'op': ONNX ``DeformConv`` (opset 19), through a symbolic this module registers for torchvision's
+  ``deform_conv2d`` (torchvision ships none). onnxruntime's CPU provider runs it; TensorRT's ONNX parser takes it
+  natively since 10.1. OpenVINO 2026.4's ONNX frontend has no conversion rule for it.
+- 'openvino': OpenVINO's own ``org.openvinotoolkit::DeformableConv2D``, which its ONNX frontend turns into its
+  ``DeformableConvolution`` (v8). That op returns zero for a sample whose bilinear footprint leaves the map, while
+  torchvision interpolates against zeros, so the input is zero-padded by one pixel explicitly (``Pad``) and the
+  op's own padding is one less: the two then agree everywhere. Only OpenVINO reads this form.
+- 'plain': the native implementation written with standard operators (``Gather``, ``Mul``, ``ReduceSum``,
+  ``MatMul``; opset 17): any runtime.
 """
 import os
 import warnings
@@ -19,11 +27,15 @@ from ..backbone import DLA
 from ..factory import create_dla
 from ..seg import DLASeg
 
-__all__ = ['EXPORT_TARGETS', 'DEFORM_ONNX', 'ExportError', 'BackboneLevels', 'build_export_model', 'export_onnx',
+__all__ = ['EXPORT_TARGETS', 'DEFORM_ONNX', 'RUNTIMES', 'RUNTIME_DEFORM', 'ExportError', 'BackboneLevels', 'build_export_model', 'export_onnx',
            'export_torchscript', 'check_onnx', 'check_torchscript']
 
 EXPORT_TARGETS = ('classifier', 'backbone', 'seg')
-DEFORM_ONNX = ('op', 'plain')
+DEFORM_ONNX = ('op', 'openvino', 'plain')
+RUNTIMES = ('onnxruntime', 'openvino', 'tensorrt', 'any')
+RUNTIME_DEFORM = {'onnxruntime': 'op', 'openvino': 'openvino', 'tensorrt': 'op', 'any': 'plain'}
+"""The deformable form each runtime runs natively (OpenVINO: its own op, measured faster than 'plain')."""
+OPENVINO_DOMAIN = 'org.openvinotoolkit'
 ONNX_OPSET = 17
 ONNX_OPSET_DEFORM = 19  # first opset with DeformConv
 
@@ -60,10 +72,24 @@ def build_export_model(variant: str, what: str = 'classifier', num_classes: Opti
 
 
 _DEFORM_REGISTERED = False
+_EMIT = {'form': 'op'}  # the form the symbolic emits, set by export_onnx for the duration of one export
+
+
+def _openvino_deform(g, x, weight, offset, mask, bias, stride, pad, dil, groups, offset_groups, use_mask):
+    """Pad(x, 1) -> org.openvinotoolkit::DeformableConv2D(pads - 1) -> + bias: torchvision's values (module doc)."""
+    if min(pad) < 1:
+        raise ExportError(f"deform: the 'openvino' form needs padding >= 1 on each side, got {list(pad)}")
+    pads = g.op('Constant', value_t=torch.tensor([0, 0, 1, 1, 0, 0, 1, 1], dtype=torch.int64))
+    inputs = [g.op('Pad', x, pads), offset, weight] + ([mask] if use_mask else [])
+    y = g.op(f'{OPENVINO_DOMAIN}::DeformableConv2D', *inputs, strides_i=list(stride),
+             pads_i=[pad[0] - 1, pad[1] - 1, pad[0] - 1, pad[1] - 1], dilations_i=list(dil), group_i=groups,
+             deformable_groups_i=offset_groups)
+    shape = g.op('Constant', value_t=torch.tensor([1, -1, 1, 1], dtype=torch.int64))
+    return g.op('Add', y, g.op('Reshape', bias, shape))
 
 
 def _register_deform_conv_symbolic() -> None:
-    """Map ``torchvision::deform_conv2d`` to ONNX DeformConv (same offset layout: (dy, dx) per kernel point)."""
+    """Map ``torchvision::deform_conv2d`` to ONNX DeformConv or OpenVINO's op (offsets (dy, dx) per kernel point)."""
     global _DEFORM_REGISTERED
     if _DEFORM_REGISTERED:
         return
@@ -73,12 +99,15 @@ def _register_deform_conv_symbolic() -> None:
     @sh.parse_args('v', 'v', 'v', 'v', 'v', 'i', 'i', 'i', 'i', 'i', 'i', 'i', 'i', 'b')
     def deform_conv2d(g, x, weight, offset, mask, bias, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups,
                       offset_groups, use_mask):
+        if _EMIT['form'] == 'openvino':
+            return _openvino_deform(g, x, weight, offset, mask, bias, (stride_h, stride_w), (pad_h, pad_w),
+                                    (dil_h, dil_w), groups, offset_groups, use_mask)
         kh, kw = sh._get_tensor_sizes(weight)[2:]
         inputs = [x, weight, offset, bias] + ([mask] if use_mask else [])
         return g.op('DeformConv', *inputs, dilations_i=[dil_h, dil_w], group_i=groups, kernel_shape_i=[kh, kw],
                     offset_group_i=offset_groups, pads_i=[pad_h, pad_w, pad_h, pad_w], strides_i=[stride_h, stride_w])
 
-    torch.onnx.register_custom_op_symbolic('torchvision::deform_conv2d', deform_conv2d, ONNX_OPSET_DEFORM)
+    torch.onnx.register_custom_op_symbolic('torchvision::deform_conv2d', deform_conv2d, ONNX_OPSET)
     _DEFORM_REGISTERED = True
 
 
@@ -105,67 +134,96 @@ def _dcn_impl(modules: List[nn.Module], impl: str):
             m.impl = s
 
 
+def deform_form(runtime: str = 'onnxruntime', deform: Optional[str] = None) -> str:
+    """The ONNX form of deformable nodes for ``runtime`` (:data:`RUNTIME_DEFORM`), or ``deform`` when given."""
+    if runtime not in RUNTIMES:
+        raise ValueError(f'runtime: unknown target runtime {runtime!r}; allowed: {list(RUNTIMES)}')
+    if deform is not None and deform not in DEFORM_ONNX:
+        raise ValueError(f'deform: unknown ONNX form of deformable convs {deform!r}; allowed: {list(DEFORM_ONNX)}')
+    return deform or RUNTIME_DEFORM[runtime]
+
+
 def export_onnx(model: nn.Module, path: Union[str, os.PathLike], img_size: Tuple[int, int] = (224, 224),
-                dynamic: bool = True, opset: Optional[int] = None, deform: str = 'op') -> str:
+                dynamic: bool = True, opset: Optional[int] = None, deform: Optional[str] = None,
+                runtime: str = 'onnxruntime') -> str:
     """Export ``model`` (eval mode) to ONNX with input ``images`` (N x 3 x H x W) and outputs ``out0..``.
 
-    With ``dynamic`` the batch and spatial axes are dynamic; ``img_size`` is only the tracing size. ``deform`` picks
-    the form of deformable nodes: 'op' (ONNX ``DeformConv``, opset >= 19) or 'plain' (standard operators only).
+    With ``dynamic`` the batch and spatial axes are dynamic; ``img_size`` is only the tracing size. ``runtime``
+    ('onnxruntime', 'openvino', 'tensorrt', 'any') picks the form of deformable nodes that runtime runs natively
+    (:data:`RUNTIME_DEFORM`); ``deform`` ('op', 'openvino', 'plain') overrides it.
 
     Raises:
         ExportError: the exporter cannot express an operator of the model (the message names it).
     """
-    if deform not in DEFORM_ONNX:
-        raise ValueError(f'deform: unknown ONNX form of deformable convs {deform!r}; allowed: {list(DEFORM_ONNX)}')
+    form = deform_form(runtime, deform)
     model.eval()
     dcns = _deform_modules(model)
-    op_form = bool(dcns) and deform == 'op'
-    opset = opset or (ONNX_OPSET_DEFORM if op_form else ONNX_OPSET)
+    op_form = bool(dcns) and form != 'plain'
+    opset = opset or (ONNX_OPSET_DEFORM if op_form and form == 'op' else ONNX_OPSET)
+    if op_form and form == 'op' and opset < ONNX_OPSET_DEFORM:
+        raise ExportError(f'opset: deformable nodes need ONNX DeformConv (opset >= {ONNX_OPSET_DEFORM}), '
+                          f"got {opset}; deform='plain' exports them with standard operators")
     if op_form:
-        if opset < ONNX_OPSET_DEFORM:
-            raise ExportError(f'opset: deformable nodes need ONNX DeformConv (opset >= {ONNX_OPSET_DEFORM}), '
-                              f"got {opset}; deform='plain' exports them with standard operators")
         _register_deform_conv_symbolic()
     x = torch.randn(2, 3, *img_size)
     with torch.no_grad():
-        n_dims = [o.dim() for o in _as_tuple(model(x))]
-    n_out = len(n_dims)
-    names = [f'out{i}' for i in range(n_out)]
-    axes: Dict[str, Dict[int, str]] = {}
-    if dynamic:
-        dims = {0: 'batch', 2: 'height', 3: 'width'}
-        axes = {'images': dims, **{n: ({0: 'batch'} if n_dims[i] == 2 else {0: 'batch', 2: f'h{i}', 3: f'w{i}'})
-                                   for i, n in enumerate(names)}}
+        outs = model(x)
+    names, axes = _output_axes(outs, dynamic)
     try:
         with warnings.catch_warnings(), _dcn_impl(dcns, 'torchvision' if op_form else 'native'):
             warnings.simplefilter('ignore')
+            _EMIT['form'] = form
             torch.onnx.export(model, (x,), os.fspath(path), input_names=['images'], output_names=names,
-                              opset_version=opset, dynamic_axes=axes or None, dynamo=False, do_constant_folding=True)
+                              opset_version=opset, dynamic_axes=axes or None, dynamo=False, do_constant_folding=True,
+                              custom_opsets={OPENVINO_DOMAIN: 1} if op_form and form == 'openvino' else None)
+    except ExportError:
+        raise
     except Exception as e:
         what = 'torchvision::deform_conv2d (deformable DLA-Up nodes) ' if op_form else ''
         raise ExportError(f'ONNX export failed for {type(model).__name__} {what}at opset {opset}: '
                           f'{type(e).__name__}: {e}') from e
+    finally:
+        _EMIT['form'] = 'op'
     return os.fspath(path)
 
 
+def _output_axes(outs: Any, dynamic: bool) -> Tuple[List[str], Dict[str, Dict[int, str]]]:
+    """Output names ``out0..`` and, with ``dynamic``, the dynamic axes of the input and of every output."""
+    outs = _as_tuple(outs)
+    names = [f'out{i}' for i in range(len(outs))]
+    if not dynamic:
+        return names, {}
+    axes: Dict[str, Dict[int, str]] = {'images': {0: 'batch', 2: 'height', 3: 'width'}}
+    for i, (n, o) in enumerate(zip(names, outs)):  # maps: batch and spatial; vectors, top-K detections: batch
+        axes[n] = {0: 'batch', 2: f'h{i}', 3: f'w{i}'} if o.dim() == 4 else {0: 'batch'}
+    return names, axes
+
+
 def check_onnx(model: nn.Module, path: Union[str, os.PathLike], img_size: Tuple[int, int] = (224, 224),
-               batch: int = 2, atol: float = 1e-4, rtol: float = 1e-3) -> float:
-    """Run the ONNX file with onnxruntime (CPU) and compare with ``model``; returns the max abs difference.
+               batch: int = 2, atol: float = 1e-4, rtol: float = 1e-3, runtime: str = 'onnxruntime') -> float:
+    """Run the ONNX file in ``runtime`` (CPU) and compare with ``model``; returns the max abs difference.
+
+    ``runtime`` 'onnxruntime' or 'openvino' (:func:`~dla_plugins.deploy.runtimes.load_onnx`); a 'tensorrt' export
+    (the 'op' form) is checked in onnxruntime and an 'any' export in both (TensorRT itself needs a GPU).
 
     Raises:
-        ExportError: onnxruntime cannot run the graph, or outputs differ by more than ``atol + rtol * |ref|``.
+        ExportError: the runtime cannot run the graph, or outputs differ by more than ``atol + rtol * |ref|``.
     """
-    import onnxruntime as ort
+    from .runtimes import load_onnx
 
+    deform_form(runtime)  # a known runtime
+    check_in = {'tensorrt': ['onnxruntime'], 'any': ['onnxruntime', 'openvino']}.get(runtime, [runtime])
     x = torch.randn(batch, 3, *img_size, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         ref = _as_tuple(model.eval()(x))
-    try:
-        sess = ort.InferenceSession(os.fspath(path), providers=['CPUExecutionProvider'])
-        got = sess.run(None, {'images': x.numpy()})
-    except Exception as e:
-        raise ExportError(f'onnxruntime cannot run {os.fspath(path)!r}: {type(e).__name__}: {e}') from e
-    return _compare(ref, [torch.from_numpy(g) for g in got], atol, rtol, 'onnxruntime')
+    worst = 0.0
+    for rt in check_in:
+        try:
+            got = load_onnx(path, rt)(x.numpy())
+        except Exception as e:
+            raise ExportError(f'{rt} cannot run {os.fspath(path)!r}: {type(e).__name__}: {e}') from e
+        worst = max(worst, _compare(ref, [torch.from_numpy(g) for g in got], atol, rtol, rt))
+    return worst
 
 
 def _compare(ref, got, atol: float, rtol: float, who: str) -> float:
