@@ -11,7 +11,8 @@ Deformable aggregation nodes export in the form the target runtime runs natively
 - 'openvino': OpenVINO's own ``org.openvinotoolkit::DeformableConv2D``, which its ONNX frontend turns into its
   ``DeformableConvolution`` (v8). That op returns zero for a sample whose bilinear footprint leaves the map, while
   torchvision interpolates against zeros, so the input is zero-padded by one pixel explicitly (``Pad``) and the
-  op's own padding is one less: the two then agree everywhere. Only OpenVINO reads this form.
+  op's own padding is one less: the two then agree everywhere. Only OpenVINO reads this form; it is the 'op'
+  export with each ``DeformConv`` rewritten (:func:`openvino_form`), so fp16 and int8 files convert the same way.
 - 'plain': the native implementation written with standard operators (``Gather``, ``Mul``, ``ReduceSum``,
   ``MatMul``; opset 17): any runtime.
 """
@@ -20,6 +21,7 @@ import warnings
 from contextlib import contextmanager
 from typing import Any, Dict, List, Optional, Tuple, Union
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -27,8 +29,9 @@ from ..backbone import DLA
 from ..factory import create_dla
 from ..seg import DLASeg
 
-__all__ = ['EXPORT_TARGETS', 'DEFORM_ONNX', 'RUNTIMES', 'RUNTIME_DEFORM', 'ExportError', 'BackboneLevels', 'build_export_model', 'export_onnx',
-           'export_torchscript', 'check_onnx', 'check_torchscript']
+__all__ = ['EXPORT_TARGETS', 'DEFORM_ONNX', 'RUNTIMES', 'RUNTIME_DEFORM', 'ExportError', 'BackboneLevels',
+           'build_export_model', 'deform_form', 'export_onnx', 'export_torchscript', 'openvino_form', 'check_onnx',
+           'check_torchscript']
 
 EXPORT_TARGETS = ('classifier', 'backbone', 'seg')
 DEFORM_ONNX = ('op', 'openvino', 'plain')
@@ -72,24 +75,10 @@ def build_export_model(variant: str, what: str = 'classifier', num_classes: Opti
 
 
 _DEFORM_REGISTERED = False
-_EMIT = {'form': 'op'}  # the form the symbolic emits, set by export_onnx for the duration of one export
-
-
-def _openvino_deform(g, x, weight, offset, mask, bias, stride, pad, dil, groups, offset_groups, use_mask):
-    """Pad(x, 1) -> org.openvinotoolkit::DeformableConv2D(pads - 1) -> + bias: torchvision's values (module doc)."""
-    if min(pad) < 1:
-        raise ExportError(f"deform: the 'openvino' form needs padding >= 1 on each side, got {list(pad)}")
-    pads = g.op('Constant', value_t=torch.tensor([0, 0, 1, 1, 0, 0, 1, 1], dtype=torch.int64))
-    inputs = [g.op('Pad', x, pads), offset, weight] + ([mask] if use_mask else [])
-    y = g.op(f'{OPENVINO_DOMAIN}::DeformableConv2D', *inputs, strides_i=list(stride),
-             pads_i=[pad[0] - 1, pad[1] - 1, pad[0] - 1, pad[1] - 1], dilations_i=list(dil), group_i=groups,
-             deformable_groups_i=offset_groups)
-    shape = g.op('Constant', value_t=torch.tensor([1, -1, 1, 1], dtype=torch.int64))
-    return g.op('Add', y, g.op('Reshape', bias, shape))
 
 
 def _register_deform_conv_symbolic() -> None:
-    """Map ``torchvision::deform_conv2d`` to ONNX DeformConv or OpenVINO's op (offsets (dy, dx) per kernel point)."""
+    """Map ``torchvision::deform_conv2d`` to ONNX DeformConv (same offset layout: (dy, dx) per kernel point)."""
     global _DEFORM_REGISTERED
     if _DEFORM_REGISTERED:
         return
@@ -99,15 +88,12 @@ def _register_deform_conv_symbolic() -> None:
     @sh.parse_args('v', 'v', 'v', 'v', 'v', 'i', 'i', 'i', 'i', 'i', 'i', 'i', 'i', 'b')
     def deform_conv2d(g, x, weight, offset, mask, bias, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups,
                       offset_groups, use_mask):
-        if _EMIT['form'] == 'openvino':
-            return _openvino_deform(g, x, weight, offset, mask, bias, (stride_h, stride_w), (pad_h, pad_w),
-                                    (dil_h, dil_w), groups, offset_groups, use_mask)
         kh, kw = sh._get_tensor_sizes(weight)[2:]
         inputs = [x, weight, offset, bias] + ([mask] if use_mask else [])
         return g.op('DeformConv', *inputs, dilations_i=[dil_h, dil_w], group_i=groups, kernel_shape_i=[kh, kw],
                     offset_group_i=offset_groups, pads_i=[pad_h, pad_w, pad_h, pad_w], strides_i=[stride_h, stride_w])
 
-    torch.onnx.register_custom_op_symbolic('torchvision::deform_conv2d', deform_conv2d, ONNX_OPSET)
+    torch.onnx.register_custom_op_symbolic('torchvision::deform_conv2d', deform_conv2d, ONNX_OPSET_DEFORM)
     _DEFORM_REGISTERED = True
 
 
@@ -159,8 +145,8 @@ def export_onnx(model: nn.Module, path: Union[str, os.PathLike], img_size: Tuple
     model.eval()
     dcns = _deform_modules(model)
     op_form = bool(dcns) and form != 'plain'
-    opset = opset or (ONNX_OPSET_DEFORM if op_form and form == 'op' else ONNX_OPSET)
-    if op_form and form == 'op' and opset < ONNX_OPSET_DEFORM:
+    opset = opset or (ONNX_OPSET_DEFORM if op_form else ONNX_OPSET)
+    if op_form and opset < ONNX_OPSET_DEFORM:
         raise ExportError(f'opset: deformable nodes need ONNX DeformConv (opset >= {ONNX_OPSET_DEFORM}), '
                           f"got {opset}; deform='plain' exports them with standard operators")
     if op_form:
@@ -172,19 +158,63 @@ def export_onnx(model: nn.Module, path: Union[str, os.PathLike], img_size: Tuple
     try:
         with warnings.catch_warnings(), _dcn_impl(dcns, 'torchvision' if op_form else 'native'):
             warnings.simplefilter('ignore')
-            _EMIT['form'] = form
             torch.onnx.export(model, (x,), os.fspath(path), input_names=['images'], output_names=names,
-                              opset_version=opset, dynamic_axes=axes or None, dynamo=False, do_constant_folding=True,
-                              custom_opsets={OPENVINO_DOMAIN: 1} if op_form and form == 'openvino' else None)
-    except ExportError:
-        raise
+                              opset_version=opset, dynamic_axes=axes or None, dynamo=False, do_constant_folding=True)
     except Exception as e:
         what = 'torchvision::deform_conv2d (deformable DLA-Up nodes) ' if op_form else ''
         raise ExportError(f'ONNX export failed for {type(model).__name__} {what}at opset {opset}: '
                           f'{type(e).__name__}: {e}') from e
-    finally:
-        _EMIT['form'] = 'op'
+    if op_form and form == 'openvino':
+        openvino_form(path, path)
     return os.fspath(path)
+
+
+def openvino_form(src: Union[str, os.PathLike], dst: Union[str, os.PathLike]) -> str:
+    """Rewrite every ONNX ``DeformConv`` of ``src`` (fp32, fp16 or int8 QDQ) into OpenVINO's form; writes ``dst``.
+
+    ``DeformConv(X, W, offset, B, mask)`` becomes ``Pad(X, 1)`` -> ``org.openvinotoolkit::DeformableConv2D(.,
+    offset, W, mask)`` with pads one less -> ``+ B`` (module doc: the explicit pad makes OpenVINO's border rule
+    torchvision's).
+
+    Raises:
+        ExportError: a DeformConv with a padding below 1 (no such node in DLA).
+    """
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(os.fspath(src))
+    graph = model.graph
+    nodes, extra = [], []
+    for node in graph.node:
+        if node.op_type != 'DeformConv' or node.domain not in ('', 'ai.onnx'):
+            nodes.append(node)
+            continue
+        att = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        pads = list(att.get('pads', [0, 0, 0, 0]))
+        if min(pads) < 1:
+            raise ExportError(f"deform: the 'openvino' form needs padding >= 1 on each side, got {pads}")
+        ins = list(node.input) + [''] * (5 - len(node.input))
+        name, out = node.name or node.output[0], node.output[0]
+        nodes.append(helper.make_node('Pad', [ins[0], '_ov_pad1'], [f'{name}/padded'], name=f'{name}/Pad'))
+        conv_out = f'{name}/nobias' if ins[3] else out
+        nodes.append(helper.make_node(
+            'DeformableConv2D', [f'{name}/padded', ins[2], ins[1]] + ([ins[4]] if ins[4] else []), [conv_out],
+            name=name, domain=OPENVINO_DOMAIN, strides=att.get('strides', [1, 1]), pads=[p - 1 for p in pads],
+            dilations=att.get('dilations', [1, 1]), group=att.get('group', 1),
+            deformable_groups=att.get('offset_group', 1)))
+        if ins[3]:
+            nodes.append(helper.make_node('Reshape', [ins[3], '_ov_bias_shape'], [f'{name}/bias'],
+                                          name=f'{name}/BiasShape'))
+            nodes.append(helper.make_node('Add', [conv_out, f'{name}/bias'], [out], name=f'{name}/Bias'))
+        extra = [numpy_helper.from_array(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64), '_ov_pad1'),
+                 numpy_helper.from_array(np.array([1, -1, 1, 1], np.int64), '_ov_bias_shape')]
+    if extra:
+        del graph.node[:]
+        graph.node.extend(nodes)
+        graph.initializer.extend(extra)
+        model.opset_import.append(helper.make_opsetid(OPENVINO_DOMAIN, 1))
+    onnx.save(model, os.fspath(dst))
+    return os.fspath(dst)
 
 
 def _output_axes(outs: Any, dynamic: bool) -> Tuple[List[str], Dict[str, Dict[int, str]]]:
@@ -221,9 +251,16 @@ def check_onnx(model: nn.Module, path: Union[str, os.PathLike], img_size: Tuple[
         try:
             got = load_onnx(path, rt)(x.numpy())
         except Exception as e:
-            raise ExportError(f'{rt} cannot run {os.fspath(path)!r}: {type(e).__name__}: {e}') from e
+            raise ExportError(f'{rt} cannot run {os.fspath(path)!r}: {_one_line(e)}') from e
         worst = max(worst, _compare(ref, [torch.from_numpy(g) for g in got], atol, rtol, rt))
     return worst
+
+
+def _one_line(e: Exception) -> str:
+    """A runtime's (multi-line) error in one line: OpenVINO's summary lines ('-- ...'), else the last line."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    summary = [ln[3:] for ln in lines if ln.startswith('-- ')]
+    return f"{type(e).__name__}: {'; '.join(summary) or (lines[-1] if lines else '')}"
 
 
 def _compare(ref, got, atol: float, rtol: float, who: str) -> float:
