@@ -82,7 +82,34 @@ def add_dlap_config(cfg: CN) -> CN:
 
     d.NECK.TOP_BLOCK = 'maxpool'  # '' (none), 'maxpool' (+p6, R-CNN) or 'p6p7' (+p6, p7, RetinaNet)
     d.NECK.SIZE_DIVISIBILITY = 32
+    _add_centernet_config(d)
     return cfg
+
+
+def _add_centernet_config(d: CN) -> None:
+    """``MODEL.DLAP.CENTERNET``: the ``DLAPCenterNet`` meta-architecture (:mod:`d2_ext.centernet`), CenterNet's
+    ctdet defaults (``opts.py``)."""
+    d.CENTERNET = CN()
+    c = d.CENTERNET
+    c.IN_FEATURE = 'p2'  # a stride-4 backbone output (DLA-Up's first)
+    c.NUM_CLASSES = 80
+    c.HEAD_CONV = 256  # hidden channels of each head (0: one conv per head)
+    c.FINAL_KERNEL = 1
+    c.INPUT_SIZE = 512  # training and test input (a multiple of 32)
+    c.KEEP_RES = False  # test at the image's own size, padded to (side | 31) + 1
+    c.RANDOM_CROP = True  # training: random scale 0.6-1.3 and centre; False: SCALE/SHIFT jitter (not_rand_crop)
+    c.SCALE = 0.4
+    c.SHIFT = 0.1
+    c.FLIP = 0.5  # training flip probability
+    c.COLOR_AUG = True  # brightness/contrast/saturation + PCA lighting
+    c.FLIP_TEST = False  # average heatmap and size with the mirrored image
+    c.K = 100  # detections per image (top K peaks over all classes)
+    c.SCORE_THRESH = 0.0  # evaluation keeps all K, as CenterNet does
+    c.HM_WEIGHT = 1.0
+    c.WH_WEIGHT = 0.1
+    c.OFF_WEIGHT = 1.0
+    c.MAX_OBJS = 128
+    c.REINIT_HM = False  # fine-tuning to another class count: keep a fresh heatmap head (logged)
 
 
 def get_cfg() -> CN:

@@ -4,7 +4,8 @@ detectron2``, published as the ``dla_plugins.hosts`` entry point ``detectron2``)
 The builders keep the DLA at ``backbone.dla.`` (``build_dlap_backbone``) or, wrapped by FPN and DLA-Up necks, at
 ``backbone.bottom_up.dla.``; the DLA-Up of ``build_dlap_up_backbone`` at ``backbone.dla_up.``. A converted file is
 ``{'model': ..., '__author__': 'dla-plugins', 'matching_heuristics': False}`` (loaded by exact names) without the
-BatchNorm counters (one file fits FrozenBN, BN and SyncBN models) and without a DLASeg classifier.
+BatchNorm counters (one file fits FrozenBN, BN and SyncBN models) and without a DLASeg classifier; a CenterNet ctdet
+file keeps its heads at ``heads.*`` (the ``DLAPCenterNet`` meta-architecture's).
 """
 import shlex
 from typing import Any, Dict, List, Mapping, Optional
@@ -36,7 +37,7 @@ class Detectron2Layout(HostLayout):
     """``MODEL.WEIGHTS`` files of the ``build_dlap_*`` backbones; options as ``cfg.merge_from_list`` opts."""
 
     name = 'detectron2'
-    renames = (('backbone.', PREFIX_NECK), ('neck.', 'backbone.dla_up.'), ('', PREFIX_NECK))
+    renames = (('backbone.', PREFIX_NECK), ('neck.', 'backbone.dla_up.'), ('heads.', 'heads.'), ('', PREFIX_NECK))
     prefixes = tuple(sorted(set(PREFIXES.values())))
     drop = (('classifier.', ''), ('', 'num_batches_tracked'))
     description = 'MODEL.WEIGHTS .pth'
@@ -51,6 +52,10 @@ class Detectron2Layout(HostLayout):
         if builder != 'build_dlap_up_backbone':
             return opts
         first = network['down_ratio'].bit_length() - 1
+        if 'heads' in network:  # a CenterNet ctdet file: the DLAPCenterNet meta-architecture (d2_ext.centernet)
+            opts = ['MODEL.META_ARCHITECTURE', 'DLAPCenterNet', *opts, 'MODEL.DLAP.CENTERNET.NUM_CLASSES',
+                    str(network['heads']['hm']), 'MODEL.DLAP.CENTERNET.HEAD_CONV', str(network['head_conv']),
+                    'MODEL.DLAP.NECK.TOP_BLOCK', '']
         return opts + ['MODEL.DLAP.OUT_FEATURES', '[{}]'.format(','.join(f"'level{i}'" for i in range(first, 6))),
                        'MODEL.DLAP.NECK.FLAVOR', network['flavor'], 'MODEL.DLAP.NECK.NODE_TYPE', network['node_type'],
                        'MODEL.DLAP.NECK.NORM', norm, 'MODEL.DLAP.NECK.OUT_CHANNELS', '0',

@@ -17,6 +17,7 @@ from filelock import FileLock
 from .checkpoint.detect import convert_state_dict, detect_layout
 from .checkpoint.hosts import host_layout, host_names
 from .checkpoint.load import LoadReport, load_checkpoint
+from .detector import CenterNet, ctdet_heads
 from .factory import create_dla
 from .files import CheckpointError, StateDict, read_state_dict, save_atomic, unwrap_state_dict
 from .seg import DLASeg
@@ -91,7 +92,8 @@ def infer_variant(state: Mapping[str, torch.Tensor], norm_layer: Optional[str] =
 
 
 def _core_model(variant: str, network: Dict[str, Any], classes: int, in_chans: int) -> torch.nn.Module:
-
+    if 'heads' in network:  # a ctdet detector (see ctdet_heads)
+        return CenterNet(variant, **{k: v for k, v in network.items() if k != 'num_classes'})
     if network:
         return DLASeg(variant, **network)
     return create_dla(variant, num_classes=classes, in_chans=in_chans)
@@ -120,6 +122,8 @@ def convert(src: Union[str, os.PathLike, Mapping[str, torch.Tensor]], target: st
     state = (unwrap_state_dict(src, 'the given mapping') if isinstance(src, Mapping) else read_state_dict(src))
     layout = detect_layout(state)
     network = layout.model_kwargs(state)
+    if network and layout.host is None:
+        network.update(ctdet_heads(state))  # CenterNet's ctdet files keep their heads
     norm = network.get('norm_layer')
     variant = variant or infer_variant(state, norm)
     if network:
@@ -135,7 +139,8 @@ def convert(src: Union[str, os.PathLike, Mapping[str, torch.Tensor]], target: st
     classes = network.get('num_classes', getattr(model, 'num_classes', 0))
     ours = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
     if host is None:
-        options: Any = dict(builder='DLASeg' if network else 'create_dla', variant=variant,
+        builder = ('CenterNet' if 'heads' in network else 'DLASeg') if network else 'create_dla'
+        options: Any = dict(builder=builder, variant=variant,
                             kwargs=dict(network) if network else dict(num_classes=classes))
         return Converted(ours, report, options, variant, network, classes, target)
     state = host.to_host(ours, network, prefix, dropped=report.dropped_classifier)

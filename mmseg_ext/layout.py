@@ -23,6 +23,7 @@ class MMSegLayout(HostLayout):
     name = 'mmseg'
     renames = (('backbone.', BACKBONE_PREFIX), ('neck.', NECK_PREFIX), ('classifier.', 'decode_head.conv_seg.'),
                ('', BACKBONE_PREFIX))
+    drop = (('heads.', ''),)  # a CenterNet detector's task heads: mmseg has no place for them
     description = 'load_from .pth'
 
     def options(self, variant: str, network: Mapping[str, Any], classes: int, prefix: Optional[str]

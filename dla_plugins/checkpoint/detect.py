@@ -10,7 +10,7 @@ a DLA prefix that no rule maps keep their name, so the strict load lists them.
 import dataclasses
 import re
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import AbstractSet, Any, Dict, List, Mapping, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -71,6 +71,7 @@ SKIP_EXTRA_INPUT = 'CenterTrack extra input conv (previous frame / heatmap)'
 SKIP_HEAD = 'not part of DLA (task head, FPN, ...)'
 SKIP_NECK = 'DLA-Up neck (the model has none)'
 SKIP_CLASSIFIER = 'DLASeg classifier (the model has num_classes=0)'
+HEADS_PREFIX = 'heads.'  # a model's task heads (CenterNet): a dense file's head keys load there by name
 
 
 def rule_of(family: str) -> LayoutRule:
@@ -203,8 +204,9 @@ def _target(model: nn.Module) -> Tuple[str, Optional[nn.Module], bool]:
 
 
 def _convert_key(key: str, layout: Layout, bb_target: str, has_neck: bool, depths: Mapping[str, int],
-                 has_classifier: bool) -> Tuple[Optional[str], Optional[str]]:
-    """(our key, None) or (None, why it is skipped) for one checkpoint key."""
+                 has_classifier: bool, heads: AbstractSet[str] = frozenset()) -> Tuple[Optional[str], Optional[str]]:
+    """(our key, None) or (None, why it is skipped) for one checkpoint key (``heads``: the model's ``heads.*`` keys,
+    where a dense file's task-head keys of the same name load)."""
     rule, p, q = layout.rule, layout.backbone_prefix, layout.neck_prefix
     if q is not None and key.startswith(q) and NECK_PATTERN.match(key):
         if not has_neck:
@@ -227,6 +229,8 @@ def _convert_key(key: str, layout: Layout, bb_target: str, has_neck: bool, depth
         if rest.startswith('fc.') and (rule.dense or bb_target):
             return None, SKIP_FC
         return bb_target + rest, None
+    if rule.dense and (key in heads or HEADS_PREFIX + key in heads):  # ours already have the prefix
+        return (key if key in heads else HEADS_PREFIX + key), None
     return (None, SKIP_HEAD) if rule.dense else (key, None)
 
 
@@ -237,13 +241,15 @@ def convert_state_dict(state: Mapping[str, torch.Tensor], model: nn.Module) -> C
     layout = detect_layout(state)
     bb_target, dla, has_neck = _target(model)
     depths = _tree_depths(dla)
-    has_classifier = 'classifier.weight' in model.state_dict()
+    own = model.state_dict()
+    has_classifier = 'classifier.weight' in own
+    heads = {k for k in own if k.startswith(HEADS_PREFIX)}
     conv = Conversion(layout, {})
     if layout.host is not None:
         conv.skipped.update(layout.host.skipped(state))
         state = layout.host.rename(state)
     for key, value in state.items():
-        new, reason = _convert_key(key, layout, bb_target, has_neck, depths, has_classifier)
+        new, reason = _convert_key(key, layout, bb_target, has_neck, depths, has_classifier, heads)
         if reason is not None:
             conv.skipped[key] = reason
             continue

@@ -13,7 +13,7 @@ import torch.nn as nn
 
 from ..files import CheckpointError, named_files
 
-__all__ = ['guard_load', 'note_registry_file']
+__all__ = ['guard_load', 'note_registry_file', 'pending_file']
 
 _PENDING: Dict[str, Any] = {}
 
@@ -24,6 +24,11 @@ def note_registry_file(name: str, variant: str, network: Mapping[str, Any], skip
     guarded load names it in errors and logs its line to ``logger``."""
     _PENDING.clear()
     _PENDING.update(name=name, variant=variant, network=dict(network), skipped=list(skipped), logger=logger)
+
+
+def pending_file() -> Dict[str, Any]:
+    """The network arguments of the registry file about to be loaded (empty when none is pending)."""
+    return dict(_PENDING.get('network', {}))
 
 
 def _describe_file() -> str:

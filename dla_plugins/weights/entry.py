@@ -7,7 +7,7 @@ __all__ = ['Source', 'WeightEntry', 'SOURCE_KINDS', 'BUILDERS']
 SOURCE_KINDS = ('url', 'hf', 'gdrive', 'manual')
 """``url``: plain HTTP(S); ``hf``: a Hugging Face hub repo + file; ``gdrive``: a Google Drive file id (needs the
 ``gdrive`` extra); ``manual``: a page a person downloads from (Baidu with a code, OneDrive), listed in errors only."""
-BUILDERS = ('create_dla', 'DLASeg')
+BUILDERS = ('create_dla', 'DLASeg', 'CenterNet')
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,8 @@ class WeightEntry:
         variant: the DLA variant (:func:`dla_plugins.list_variants`).
         family: the layout family (a key of :data:`dla_plugins.checkpoint.detect.FAMILIES`).
         sources: where to fetch it, in priority order (the mirror of ``DLA_PLUGINS_MIRROR`` goes first at fetch time).
-        builds: ``'create_dla'`` (a DLA: classifier or backbone) or ``'DLASeg'`` (the checkpoint's whole network).
+        builds: ``'create_dla'`` (a DLA: classifier or backbone), ``'DLASeg'`` (the checkpoint's whole network) or
+            ``'CenterNet'`` (a ctdet detector: the whole network and its heads).
         model_kwargs: keyword arguments of ``builds`` besides the variant.
         description: what the file is.
         note: why it has fewer than two automatic sources, or other caveats.

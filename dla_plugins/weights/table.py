@@ -2,6 +2,7 @@
 model zoo or config; ``cite`` says where. A hash is recorded only where one is published; every other file is
 verified against the sha256 recorded at its first download. docs/checkpoints.md ("Weights by name") has the table
 with the citations in full."""
+import dataclasses
 from typing import Dict, Optional, Tuple
 
 from .entry import Source, WeightEntry
@@ -169,7 +170,16 @@ def _centernet_entries() -> Tuple[WeightEntry, ...]:
                sha384='74565ead2d6c42738f90c0c23abaca04048c9156fdd548130a6b9df94786a6d964b8d6f548a0a44208885243314eea64',
                cite=f'{OMZ_DLAV0} original_source')),
         'CenterNet ctdet_coco_dlav0_1x (DLA-34, paper DLA-Up)'))
-    return tuple(out)
+    return tuple(_ctdet(e) for e in out)
+
+
+def _ctdet(entry: WeightEntry) -> WeightEntry:
+    """A CenterNet ``ctdet_*`` file builds the whole detector, heads included (COCO: 80 classes, Pascal: 20)."""
+    if not entry.name.startswith('centernet/ctdet_'):
+        return entry
+    kwargs = {k: v for k, v in entry.model_kwargs.items() if k != 'num_classes'}
+    heads = {'hm': 20 if '_pascal_' in entry.name else 80, 'wh': 2, 'reg': 2}
+    return dataclasses.replace(entry, builds='CenterNet', model_kwargs=dict(kwargs, heads=heads))
 
 
 def _fairmot_entries() -> Tuple[WeightEntry, ...]:

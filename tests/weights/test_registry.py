@@ -26,7 +26,7 @@ def test_every_entry_is_sourced_cited_and_buildable():
         auto = e.automatic_sources
         assert len(auto) >= 2 or e.note, f'{e.name}: one source and no note saying why'
         assert all(s.cite for s in e.sources), e.name
-        assert e.family in FAMILIES and (e.builds == 'DLASeg') == bool(e.model_kwargs.get('flavor'))
+        assert e.family in FAMILIES and (e.builds in ('DLASeg', 'CenterNet')) == bool(e.model_kwargs.get('flavor'))
         for s in auto:
             assert s.kind in ('url', 'hf', 'gdrive')
             if s.kind == 'url':
