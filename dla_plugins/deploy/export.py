@@ -30,8 +30,8 @@ from ..factory import create_dla
 from ..seg import DLASeg
 
 __all__ = ['EXPORT_TARGETS', 'DEFORM_ONNX', 'RUNTIMES', 'RUNTIME_DEFORM', 'ExportError', 'BackboneLevels',
-           'build_export_model', 'deform_form', 'export_onnx', 'export_torchscript', 'openvino_form', 'check_onnx',
-           'check_torchscript']
+           'build_export_model', 'deform_form', 'check_runtimes', 'export_onnx', 'export_torchscript',
+           'openvino_form', 'check_onnx', 'check_torchscript']
 
 EXPORT_TARGETS = ('classifier', 'backbone', 'seg')
 DEFORM_ONNX = ('op', 'openvino', 'plain')
@@ -129,10 +129,17 @@ def deform_form(runtime: str = 'onnxruntime', deform: Optional[str] = None) -> s
     return deform or RUNTIME_DEFORM[runtime]
 
 
+def check_runtimes(runtime: str) -> List[str]:
+    """Where a ``runtime`` export is run to check it here: itself, or onnxruntime for TensorRT, both for 'any'."""
+    deform_form(runtime)  # a known runtime
+    return {'tensorrt': ['onnxruntime'], 'any': ['onnxruntime', 'openvino']}.get(runtime, [runtime])
+
+
 def export_onnx(model: nn.Module, path: Union[str, os.PathLike], img_size: Tuple[int, int] = (224, 224),
                 dynamic: bool = True, opset: Optional[int] = None, deform: Optional[str] = None,
                 runtime: str = 'onnxruntime') -> str:
-    """Export ``model`` (eval mode) to ONNX with input ``images`` (N x 3 x H x W) and outputs ``out0..``.
+    """Export ``model`` (eval mode) to ONNX with input ``images`` (N x 3 x H x W) and outputs named by the model's
+    ``output_names`` if it has them, else ``out0..``.
 
     With ``dynamic`` the batch and spatial axes are dynamic; ``img_size`` is only the tracing size. ``runtime``
     ('onnxruntime', 'openvino', 'tensorrt', 'any') picks the form of deformable nodes that runtime runs natively
@@ -154,7 +161,7 @@ def export_onnx(model: nn.Module, path: Union[str, os.PathLike], img_size: Tuple
     x = torch.randn(2, 3, *img_size)
     with torch.no_grad():
         outs = model(x)
-    names, axes = _output_axes(outs, dynamic)
+    names, axes = _output_axes(outs, dynamic, getattr(model, 'output_names', None))
     try:
         with warnings.catch_warnings(), _dcn_impl(dcns, 'torchvision' if op_form else 'native'):
             warnings.simplefilter('ignore')
@@ -217,10 +224,12 @@ def openvino_form(src: Union[str, os.PathLike], dst: Union[str, os.PathLike]) ->
     return os.fspath(dst)
 
 
-def _output_axes(outs: Any, dynamic: bool) -> Tuple[List[str], Dict[str, Dict[int, str]]]:
-    """Output names ``out0..`` and, with ``dynamic``, the dynamic axes of the input and of every output."""
+def _output_axes(outs: Any, dynamic: bool,
+                 names: Optional[List[str]] = None) -> Tuple[List[str], Dict[str, Dict[int, str]]]:
+    """Output names (the model's ``output_names``, else ``out0..``) and, with ``dynamic``, the dynamic axes of the
+    input and of every output."""
     outs = _as_tuple(outs)
-    names = [f'out{i}' for i in range(len(outs))]
+    names = names or [f'out{i}' for i in range(len(outs))]
     if not dynamic:
         return names, {}
     axes: Dict[str, Dict[int, str]] = {'images': {0: 'batch', 2: 'height', 3: 'width'}}
@@ -241,8 +250,7 @@ def check_onnx(model: nn.Module, path: Union[str, os.PathLike], img_size: Tuple[
     """
     from .runtimes import load_onnx
 
-    deform_form(runtime)  # a known runtime
-    check_in = {'tensorrt': ['onnxruntime'], 'any': ['onnxruntime', 'openvino']}.get(runtime, [runtime])
+    check_in = check_runtimes(runtime)
     x = torch.randn(batch, 3, *img_size, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         ref = _as_tuple(model.eval()(x))

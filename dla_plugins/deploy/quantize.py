@@ -9,7 +9,8 @@ Deformable nodes (``DeformConv``, OpenVINO's ``DeformableConv2D``) stay fp32 in 
 reduced-precision kernel for them on the CPU.
 
 :func:`agreement` compares a reduced-precision model with the fp32 one on a held-out batch: top-1 agreement for a
-classifier, mIoU of the argmax maps for DLASeg (the fp32 map taken as ground truth).
+classifier, mIoU of the argmax maps for DLASeg (the fp32 map taken as ground truth), detections found again
+for CenterNet.
 """
 import os
 from pathlib import Path
@@ -70,8 +71,10 @@ def to_fp16(src: Union[str, os.PathLike], dst: Union[str, os.PathLike]) -> str:
 
 
 def quantize_int8(src: Union[str, os.PathLike], dst: Union[str, os.PathLike], calibration: np.ndarray,
-                  per_channel: bool = True) -> str:
-    """Static int8 QDQ quantization of ``src`` calibrated on ``calibration`` (N, 3, H, W), written to ``dst``."""
+                  per_channel: bool = True, symmetric: bool = False) -> str:
+    """Static int8 QDQ quantization of ``src`` (a graph onnxruntime runs: it calibrates) on ``calibration``
+    (N, 3, H, W), written to ``dst``. Activations are uint8 with a zero point (onnxruntime's and OpenVINO's fast
+    x86 path), or with ``symmetric`` int8 with zero point 0 (what TensorRT's QuantizeLinear requires)."""
     quant = require('onnxruntime.quantization', 'export', 'int8 quantization')
 
     class _Reader(quant.CalibrationDataReader):
@@ -83,10 +86,11 @@ def quantize_int8(src: Union[str, os.PathLike], dst: Union[str, os.PathLike], ca
             return None if x is None else {'images': x}
 
     quant.quantize_static(os.fspath(src), os.fspath(dst), _Reader(), quant_format=quant.QuantFormat.QDQ,
-                          per_channel=per_channel, activation_type=quant.QuantType.QUInt8,
+                          per_channel=per_channel,
+                          activation_type=quant.QuantType.QInt8 if symmetric else quant.QuantType.QUInt8,
                           weight_type=quant.QuantType.QInt8, calibrate_method=quant.CalibrationMethod.MinMax,
                           op_types_to_quantize=None, nodes_to_exclude=None,
-                          extra_options={'ActivationSymmetric': False, 'WeightSymmetric': True})
+                          extra_options={'ActivationSymmetric': symmetric, 'WeightSymmetric': True})
     return os.fspath(dst)
 
 
@@ -96,6 +100,8 @@ def agreement(ref: Sequence[np.ndarray], got: Sequence[np.ndarray], task: str) -
     - 'classifier': ``top1`` (fraction of images with the same argmax class) and ``max_abs`` of the logits;
     - 'seg': ``miou`` of the argmax maps with ``ref``'s as ground truth (classes present in either) and
       ``pixel`` (fraction of equal pixels);
+    - 'centernet': ``det``, the fraction of the fp32 model's 20 best detections per image found again (same class,
+      IoU >= 0.5), and ``score_abs`` (outputs: raw heads hm/wh/reg, decoded here, or boxes/scores/classes);
     - 'backbone' / 'features': ``max_abs`` and ``rel`` (max abs difference over max abs value) per all outputs.
     """
     if task == 'classifier':
@@ -106,8 +112,51 @@ def agreement(ref: Sequence[np.ndarray], got: Sequence[np.ndarray], task: str) -
         ious = [float(((r == c) & (g == c)).sum() / ((r == c) | (g == c)).sum())
                 for c in np.union1d(np.unique(r), np.unique(g))]
         return dict(miou=float(np.mean(ious)), pixel=float((r == g).mean()))
+    if task == 'centernet':
+        return _detection_agreement(ref, got)
     if task in ('backbone', 'features'):
         worst = max(float(np.abs(r - g).max()) for r, g in zip(ref, got))
         scale = max(float(np.abs(r).max()) for r in ref)
         return dict(max_abs=worst, rel=worst / max(scale, 1e-12))
-    raise ValueError(f"task: unknown agreement task {task!r}; allowed: ['classifier', 'seg', 'backbone', 'features']")
+    raise ValueError(f"task: unknown agreement task {task!r}; allowed: ['classifier', 'seg', 'centernet', 'backbone', "
+                     "'features']")
+
+
+def _detections(out: Sequence[np.ndarray]) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(boxes, scores, classes) of a detector export: decoded in the graph, or raw heads decoded here."""
+    if len(out) == 3 and np.issubdtype(out[2].dtype, np.integer):
+        return out[0], out[1], out[2]
+    import torch
+
+    from ..centernet import ctdet_decode
+
+    hm, wh = torch.from_numpy(out[0]), torch.from_numpy(out[1])
+    reg = torch.from_numpy(out[2]) if len(out) > 2 else None
+    boxes, scores, classes = ctdet_decode(hm.sigmoid(), wh, reg, K=min(100, hm.shape[2] * hm.shape[3]))
+    return boxes.numpy(), scores.numpy(), classes.numpy()
+
+
+def _area(boxes: np.ndarray) -> np.ndarray:
+    return np.clip(boxes[..., 2:] - boxes[..., :2], 0, None).prod(-1)
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of boxes ``a`` (N, 4) against ``b`` (M, 4), x1 y1 x2 y2 -> (N, M)."""
+    inter = _area(np.concatenate([np.maximum(a[:, None, :2], b[None, :, :2]),
+                                  np.minimum(a[:, None, 2:], b[None, :, 2:])], -1))
+    return inter / np.maximum(_area(a)[:, None] + _area(b)[None] - inter, 1e-12)
+
+
+def _detection_agreement(ref: Sequence[np.ndarray], got: Sequence[np.ndarray], top: int = 20) -> Dict[str, float]:
+    """``det``: fraction of the fp32 model's ``top`` best detections per image that the other finds too (same
+    class, IoU >= 0.5); ``score_abs``: the largest score difference of those matches."""
+    (rb, rs, rc), (gb, gs, gc) = _detections(ref), _detections(got)
+    found, total, worst = 0, 0, 0.0
+    for i in range(len(rb)):
+        k = min(top, rb.shape[1])
+        iou = _iou(rb[i, :k], gb[i]) * (rc[i, :k, None] == gc[i][None])
+        hit = iou.max(1) >= 0.5
+        found, total = found + int(hit.sum()), total + k
+        if hit.any():
+            worst = max(worst, float(np.abs(rs[i, :k][hit] - gs[i][iou.argmax(1)][hit]).max()))
+    return dict(det=found / total, score_abs=worst)
