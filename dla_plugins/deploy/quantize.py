@@ -101,7 +101,8 @@ def agreement(ref: Sequence[np.ndarray], got: Sequence[np.ndarray], task: str) -
     - 'seg': ``miou`` of the argmax maps with ``ref``'s as ground truth (classes present in either) and
       ``pixel`` (fraction of equal pixels);
     - 'centernet': ``det``, the fraction of the fp32 model's 20 best detections per image found again (same class,
-      IoU >= 0.5), and ``score_abs`` (outputs: raw heads hm/wh/reg, decoded here, or boxes/scores/classes);
+      IoU >= 0.5 or the same centre), and ``score_abs`` (outputs: raw heads hm/wh/reg, decoded here, or
+      boxes/scores/classes);
     - 'backbone' / 'features': ``max_abs`` and ``rel`` (max abs difference over max abs value) per all outputs.
     """
     if task == 'classifier':
@@ -148,15 +149,19 @@ def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _detection_agreement(ref: Sequence[np.ndarray], got: Sequence[np.ndarray], top: int = 20) -> Dict[str, float]:
-    """``det``: fraction of the fp32 model's ``top`` best detections per image that the other finds too (same
-    class, IoU >= 0.5); ``score_abs``: the largest score difference of those matches."""
+    """``det``: fraction of the fp32 model's ``top`` best detections per image among the other's ``top`` (same
+    class, and IoU >= 0.5 or centres at most one unit apart: one heatmap cell for raw heads, one pixel for decoded
+    boxes, so that tiny boxes of untrained size heads still match by their peak); ``score_abs``: the largest score
+    difference of those matches."""
     (rb, rs, rc), (gb, gs, gc) = _detections(ref), _detections(got)
     found, total, worst = 0, 0, 0.0
     for i in range(len(rb)):
         k = min(top, rb.shape[1])
-        iou = _iou(rb[i, :k], gb[i]) * (rc[i, :k, None] == gc[i][None])
+        centre_r, centre_g = (rb[i, :k, :2] + rb[i, :k, 2:]) / 2, (gb[i, :k, :2] + gb[i, :k, 2:]) / 2
+        near = np.linalg.norm(centre_r[:, None] - centre_g[None], axis=-1) <= 1.0
+        iou = np.maximum(_iou(rb[i, :k], gb[i, :k]), near * 0.5) * (rc[i, :k, None] == gc[i, :k][None])
         hit = iou.max(1) >= 0.5
         found, total = found + int(hit.sum()), total + k
         if hit.any():
-            worst = max(worst, float(np.abs(rs[i, :k][hit] - gs[i][iou.argmax(1)][hit]).max()))
+            worst = max(worst, float(np.abs(rs[i, :k][hit] - gs[i, :k][iou.argmax(1)][hit]).max()))
     return dict(det=found / total, score_abs=worst)

@@ -89,3 +89,20 @@ def test_calibration_images(tmp_path):
     assert synth.shape == (3, 3, 32, 32) and not np.array_equal(synth, calibration_images(None, 3, (32, 32), seed=1))
     with pytest.raises(ValueError, match=r"calibration: no .jpg/.jpeg/.png/.bmp images under '.*empty'; allowed: "):
         calibration_images(tmp_path / 'empty')
+
+
+def test_detection_agreement_from_raw_heads_and_boxes():
+    """Raw heads are decoded as CenterNet does; a detection is found again by class and IoU, or by its centre."""
+    hm = np.random.default_rng(0).uniform(-6, -5, (1, 2, 16, 16)).astype(np.float32)  # > 20 distinct local maxima
+    hm[0, 1, 5:8, 5:8] = -30.0  # around the class-1 peak: nothing its loss would un-suppress into the top 20
+    hm[0, 0, 2, 3], hm[0, 1, 6, 6] = 3.0, 2.0  # two strong peaks: class 0 at (x 3, y 2), class 1 at (x 6, y 6)
+    wh, reg = np.full((1, 2, 16, 16), 2.0, np.float32), np.zeros((1, 2, 16, 16), np.float32)
+    lost = hm.copy()
+    lost[0, 1, 6, 6] = -30.0  # the class-1 peak disappears
+    res = agreement([hm, wh, reg], [lost, wh, reg], 'centernet')
+    assert res['det'] == pytest.approx(19 / 20) and res['score_abs'] < 1e-6  # of the top 20, only that one is lost
+    boxes = np.array([[[0.0, 0.0, 4.0, 4.0], [10.0, 10.0, 10.1, 10.1]]], np.float32)
+    shifted = boxes + np.array([1.0, 0.0, 1.0, 0.0], np.float32)  # IoU 0.6 / tiny box: centre 1 px away
+    scores, classes = np.array([[0.9, 0.8]], np.float32), np.array([[0, 1]], np.int64)
+    assert agreement([boxes, scores, classes], [shifted, scores, classes], 'centernet')['det'] == 1.0
+    assert agreement([boxes, scores, classes], [shifted, scores, classes[:, ::-1]], 'centernet')['det'] == 0.0
