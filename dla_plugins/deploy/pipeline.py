@@ -11,13 +11,13 @@ import statistics
 import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Dict, Optional, Tuple, Union
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-from .export import _deform_modules, check_onnx, check_runtimes, deform_form, export_onnx, openvino_form
+from .export import _as_tuple, _deform_modules, check_onnx, check_runtimes, deform_form, export_onnx, openvino_form
 from .quantize import agreement, calibration_images, quantize_int8, to_fp16
 from .runtimes import load_onnx
 
@@ -97,16 +97,12 @@ def deploy_onnx(model: nn.Module, path: Union[str, os.PathLike], runtime: str = 
     if form == 'openvino':
         openvino_form(path, path)
     with torch.no_grad():
-        ref = [o.numpy() for o in _outputs(model.eval()(torch.from_numpy(held)))]
+        ref = [o.numpy() for o in _as_tuple(model.eval()(torch.from_numpy(held)))]
     report = DeployReport(path, runtime, shown, precision)
     for rt in check_runtimes(runtime):
         got = load_onnx(path, rt, half=precision == 'fp16')(held)
         report.agreement[rt] = agreement(ref, got, task)
     return report
-
-
-def _outputs(out) -> List[torch.Tensor]:
-    return [out] if isinstance(out, torch.Tensor) else list(out)
 
 
 def time_onnx(model: nn.Module, path: Union[str, os.PathLike], runtime: str, half: bool = False,

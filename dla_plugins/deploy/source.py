@@ -67,8 +67,9 @@ def build_from_source(src: str, what: str = 'classifier', num_classes: Optional[
             model = CenterNet(variant, heads=heads, node_type=node_type, checkpoint_path=checkpoint_path)
             return DetectorOutputs(model, decode, K).eval()
         return build_export_model(variant, what, num_classes, node_type, checkpoint_path)
-    if checkpoint_path is not None:
-        raise ValueError(f'checkpoint_path: only with a variant as the source, got source {src!r}')
+    for name, value in (('checkpoint_path', checkpoint_path), ('num_classes', num_classes)):
+        if value is not None:  # a file brings its own weights and classes
+            raise ValueError(f'{name}: only with a variant as the source, got source {src!r}')
     if not src.startswith('dlap://') and not os.path.exists(src):
         raise FileNotFoundError(f'source: {src!r} is neither a variant, a dlap:// name nor a file')
     conv = convert(src)

@@ -63,6 +63,8 @@ def test_what_the_file_cannot_give(ctdet_file):
         build_from_source('nope.pth')
     with pytest.raises(ValueError, match=r"checkpoint_path: only with a variant as the source, got source '.*'"):
         build_from_source(ctdet_file, 'centernet', checkpoint_path=ctdet_file)
+    with pytest.raises(ValueError, match=r"num_classes: only with a variant as the source, got source '.*'"):
+        build_from_source(ctdet_file, 'centernet', num_classes=20)
 
 
 @pytest.mark.slow
