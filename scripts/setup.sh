@@ -10,7 +10,8 @@ D2_WHEEL=sal_detectron2-0.7.2-cp310-none-any.whl
 D2_SHA256=491af0c7f79bdb2d178e46f6cb16a97c4ac968d45c41ea3f6b6435d59bbee561
 PIP_PINS=(torch==2.14.1 torchvision==0.29.1 timm==1.0.31 "numpy<2" "setuptools<80" wheel ninja psutil
   fvcore==0.1.5.post20221221 "iopath>=0.1.7,<0.1.10" pycocotools mmengine==0.10.7 ftfy regex
-  pytest pytest-timeout pytest-xdist==3.8.0 hypothesis safetensors tqdm matplotlib onnx onnxruntime ruff scipy==1.15.3
+  pytest pytest-timeout pytest-xdist==3.8.0 hypothesis safetensors tqdm matplotlib onnx onnxruntime openvino==2026.4.1 ruff
+  scipy==1.15.3
   gdown==6.5.1
   pyedgeeval==0.2.8)  # the boundary extra (an sdist: Cython + a C++ compiler, ~45 s on 2 cores)
 

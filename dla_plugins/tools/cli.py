@@ -65,21 +65,31 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
-    from ..deploy.export import build_export_model, check_onnx, check_torchscript, export_onnx, export_torchscript
+    from ..deploy.export import check_torchscript, export_torchscript
+    from ..deploy.pipeline import deploy_onnx, time_onnx
+    from ..deploy.source import build_from_source
 
     if not args.onnx and not args.torchscript:
         raise SystemExit('dla-plugins export: give --onnx PATH and/or --torchscript PATH')
     if args.onnx:
-        for module in ('onnx', 'onnxruntime'):
-            require(module, 'export', 'dla-plugins export --onnx')
+        for module in ('onnx', 'onnxruntime') + (('openvino',) if args.runtime in ('openvino', 'any') else ()):
+            require(module, 'export', 'dla-plugins export --onnx' + ('' if args.runtime == 'onnxruntime' else
+                                                                     f' --runtime {args.runtime}'))
     size = (args.img_size, args.img_size)
-    model = build_export_model(args.variant, args.what, args.num_classes, args.node_type, args.checkpoint)
+    model = build_from_source(args.src, args.what, args.num_classes, args.node_type, args.checkpoint,
+                              decode=args.decode, K=args.top_k)
+    task = 'centernet' if args.what == 'centernet' else 'features' if args.what == 'backbone' else args.what
     steps = [s for s, p in (('onnx', args.onnx), ('torchscript', args.torchscript)) if p]
     for step in tqdm(steps, desc='export', disable=args.no_progress, leave=False):
         if step == 'onnx':
-            export_onnx(model, args.onnx, size, deform=args.deform_onnx)
-            diff = check_onnx(model, args.onnx, size)
-            print(f'wrote {args.onnx}; onnxruntime matches eager (max abs diff {diff:.2e})')
+            report = deploy_onnx(model, args.onnx, args.runtime, args.precision, size, task, args.calibration,
+                                 args.calibration_size, args.deform_onnx)
+            print(report.summary())
+            if args.latency and args.runtime in ('onnxruntime', 'openvino'):
+                t = time_onnx(model, args.onnx, args.runtime, half=args.precision == 'fp16', img_size=size,
+                              rounds=args.latency)
+                print(f"latency, batch 1 at {args.img_size}px, median of {args.latency} alternating rounds: eager "
+                      f"{t['eager_ms']:.1f} ms, {args.runtime} {t['runtime_ms']:.1f} ms ({t['speedup']:.2f}x)")
         else:
             export_torchscript(model, args.torchscript)
             diff = check_torchscript(model, args.torchscript, size)
@@ -126,20 +136,37 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument('--no-progress', action='store_true')
     c.set_defaults(func=_cmd_convert)
 
-    e = sub.add_parser('export', help='ONNX / TorchScript export, checked against onnxruntime / eager',
-                       description='Export a classifier, backbone (six level outputs) or DLASeg (conv or deformable '
-                                   'nodes) and check the exported outputs against the eager model.')
-    e.add_argument('variant', choices=list_variants(), metavar='VARIANT', help='one of: ' + ', '.join(list_variants()))
+    e = sub.add_parser('export', help='ONNX for onnxruntime / OpenVINO / TensorRT, fp32/fp16/int8, checked there',
+                       description='Export a classifier, backbone (six level outputs), DLASeg or CenterNet detector '
+                                   'in the form the target runtime runs natively, at fp32, fp16 or int8, and check '
+                                   'the file in that runtime against the eager model (docs/deploy.md).')
+    e.add_argument('src', metavar='SRC', help='a variant (' + ', '.join(list_variants()) + '), a registry name '
+                   'dlap://NAME (`dla-plugins weights list`) or a checkpoint of any recognised layout (timm, '
+                   'ucbdrive, CenterNet family, mmdetection3d, CenterNet2, ours)')
     e.add_argument('--onnx', default=None, help='output .onnx path')
     e.add_argument('--torchscript', default=None, help='output TorchScript .pt path')
-    e.add_argument('--what', choices=('classifier', 'backbone', 'seg'), default='classifier')
-    e.add_argument('--node-type', choices=('conv', 'dcn'), default='conv', help='DLASeg aggregation nodes')
-    e.add_argument('--deform-onnx', choices=('op', 'plain'), default='op',
-                   help="deformable nodes in ONNX: 'op' (DeformConv, opset 19) or 'plain' (Gather/MatMul, opset 17)")
+    e.add_argument('--what', choices=('classifier', 'backbone', 'seg', 'centernet'), default='classifier')
+    e.add_argument('--runtime', choices=('onnxruntime', 'openvino', 'tensorrt', 'any'), default='onnxruntime',
+                   help="target runtime: picks the deformable form (onnxruntime/tensorrt: DeformConv; openvino: "
+                        "its DeformableConv2D; any: standard operators)")
+    e.add_argument('--precision', choices=('fp32', 'fp16', 'int8'), default='fp32',
+                   help='fp16 graph, or int8 static QDQ calibrated on --calibration')
+    e.add_argument('--calibration', default=None, metavar='DIR',
+                   help='int8 calibration images (and the held-out batch after them); default: the synthetic set')
+    e.add_argument('--calibration-size', type=int, default=32)
+    e.add_argument('--decode', action='store_true', help='centernet: top-K decoding in the graph (boxes, scores, '
+                                                          'classes) instead of the raw heads')
+    e.add_argument('--top-k', type=int, default=100, help='centernet --decode: detections per image')
+    e.add_argument('--node-type', choices=('conv', 'dcn'), default='conv',
+                   help='aggregation nodes of a DLASeg/CenterNet built here (a variant SRC)')
+    e.add_argument('--deform-onnx', choices=('op', 'openvino', 'plain'), default=None,
+                   help="override the runtime's deformable form: 'op' (DeformConv, opset 19), 'openvino', 'plain'")
     e.add_argument('--num-classes', type=int, default=None)
-    e.add_argument('--checkpoint', default=None, help='weights to load (timm/ucbdrive layout)')
+    e.add_argument('--checkpoint', default=None, help='weights to load into a variant SRC (any recognised layout)')
     e.add_argument('--img-size', type=int, default=224,
                    help='size of the check input (batch and spatial axes are dynamic)')
+    e.add_argument('--latency', type=int, default=0, metavar='ROUNDS',
+                   help='also time the file against eager PyTorch (batch 1, ROUNDS alternating rounds)')
     e.add_argument('--no-progress', action='store_true')
     e.set_defaults(func=_cmd_export)
     from ..weights.cli import add_parser as add_weights_parser

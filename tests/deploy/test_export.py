@@ -85,7 +85,7 @@ def test_bad_target_and_opset(tmp_path):
     with pytest.raises(ExportError, match=r'opset: deformable nodes need ONNX DeformConv \(opset >= 19\), got 17'):
         export_onnx(model, tmp_path / 'x.onnx', (64, 64), opset=17)
     with pytest.raises(ValueError, match=r"deform: unknown ONNX form of deformable convs 'grid'; allowed: "
-                                         r"\['op', 'plain'\]"):
+                                         r"\['op', 'openvino', 'plain'\]"):
         export_onnx(model, tmp_path / 'x.onnx', (64, 64), deform='grid')
 
 
