@@ -140,8 +140,8 @@ def convert(src: Union[str, os.PathLike, Mapping[str, torch.Tensor]], target: st
     ours = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
     if host is None:
         builder = ('CenterNet' if 'heads' in network else 'DLASeg') if network else 'create_dla'
-        options: Any = dict(builder=builder, variant=variant,
-                            kwargs=dict(network) if network else dict(num_classes=classes))
+        kwargs = {k: v for k, v in network.items() if builder == 'DLASeg' or k != 'num_classes'}  # heads: no classifier
+        options: Any = dict(builder=builder, variant=variant, kwargs=kwargs if network else dict(num_classes=classes))
         return Converted(ours, report, options, variant, network, classes, target)
     state = host.to_host(ours, network, prefix, dropped=report.dropped_classifier)
     options = host.options(variant, network, classes, prefix)

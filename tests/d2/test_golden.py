@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import get_cfg
-from detectron2.modeling import build_backbone
+from detectron2.modeling import build_backbone, build_model
 
 from d2_ext import add_dlap_config
 from d2_ext.convert import main as convert_main
@@ -26,13 +26,18 @@ def test_converted_checkpoint_reproduces_reference_features(name, tmp_path, caps
     dst = str(tmp_path / 'd2.pth')
     convert_main([src, dst, '--arch', 'dla34'])
     printed = capsys.readouterr().out
-    assert printed.startswith('layout: ') and 'build it with: MODEL.BACKBONE.NAME build_dlap_up_backbone' in printed
+    assert printed.startswith('layout: ') and 'MODEL.BACKBONE.NAME build_dlap_up_backbone' in printed
     opts = shlex.split(printed.split('build it with: ')[1])
+    ctdet = opts[:2] == ['MODEL.META_ARCHITECTURE', 'DLAPCenterNet']  # CenterNet's ctdet files keep their heads
+    assert ctdet == (name in ('centernet_dla34_dcn', 'centernet_dla34_v0')), opts[:2]
     cfg = get_cfg()
     add_dlap_config(cfg)
-    cfg.merge_from_list(opts)
-    holder = nn.Module()
-    holder.backbone = build_backbone(cfg)
+    cfg.merge_from_list(opts + ['MODEL.DEVICE', 'cpu'])
+    if ctdet:
+        holder = build_model(cfg)
+    else:
+        holder = nn.Module()
+        holder.backbone = build_backbone(cfg)
     ckpt = DetectionCheckpointer(holder)
     ckpt._parsed_url_during_load = urlparse(dst)
     incompatible = ckpt._load_model(ckpt._load_file(dst))

@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from dla_plugins import DLASeg, create_dla, load_checkpoint, read_state_dict
+from dla_plugins import CenterNet, DLASeg, create_dla, load_checkpoint, read_state_dict
 from dla_plugins.checkpoint import FAMILIES
 from dla_plugins.tools.cli import build_parser, main
 from tests.golden import load_manifest, load_outputs, make_input, tolerance, write_checkpoint
@@ -81,7 +81,7 @@ def test_convert_round_trip_timm(tmp_path, capsys):
 @pytest.mark.parametrize('name,layout,skipped', [
     ('ucbdrive_dla34', 'ucbdrive', 'unused project layer of a tree deeper than 1'),
     ('ucbdrive_dlaseg_dla34', 'ucbdrive-dlaseg', 'frozen bilinear upsampling of the logits'),
-    ('centernet_dla34_dcn', 'centernet', 'not part of DLA (task head, FPN, ...): hm.0.weight'),
+    ('centernet_dla34_dcn', 'centernet', 'unused project layer of a tree deeper than 1'),  # ctdet heads are kept
 ])
 def test_convert_reference_checkpoints(tmp_path, capsys, name, layout, skipped):
     """Reference files (golden fixtures): the CLI names the layout and what it skipped; the output loads strictly
@@ -96,8 +96,15 @@ def test_convert_reference_checkpoints(tmp_path, capsys, name, layout, skipped):
     x = make_input(manifest)
     if 'features' in ref:
         kwargs = json.loads(safe_open(str(dst), 'pt').metadata()['network'])
-        model = DLASeg('dla34', **kwargs).eval()
-        load_checkpoint(model, read_state_dict(dst))
+        if 'heads' in kwargs:  # CenterNet's ctdet file: the detector, heads included
+            kwargs.pop('num_classes')
+            model = CenterNet('dla34', **kwargs).eval()
+            load_checkpoint(model, read_state_dict(dst))
+            with torch.no_grad():
+                assert (model(x)['hm'] - ref['hm']).abs().max() <= tolerance(ref['hm'], deformable=True)[0]
+        else:
+            model = DLASeg('dla34', **kwargs).eval()
+            load_checkpoint(model, read_state_dict(dst))
         with torch.no_grad():
             got, want = model.forward_features(x), ref['features']
     else:
