@@ -30,3 +30,15 @@ def test_bench_tiny(tmp_path, capsys):
 def test_bench_bad_args():
     with pytest.raises(ValueError, match=re.escape("dtypes: unknown dtype 'fp8'; allowed: ['fp32', 'bf16']")):
         main(['--dtypes', 'fp8', '--no-progress'])
+
+
+def test_centernet_bench_report_and_bad_size():
+    """The CenterNet benchmark's table (its timed run needs a CenterNet checkout: run by hand, docs/centernet.md)."""
+    from benchmarks.bench_centernet import run_centernet_bench, to_markdown
+
+    res = dict(config=dict(img_size=512, batch_size=1, rounds=5), median_ms={'reference': 2000.0, 'ours': 500.0},
+               speedup_vs_reference={'reference': 1.0, 'ours': 4.0},
+               machine=dict(device='cpu', processor='x86_64', torch_threads=2))
+    assert to_markdown(res).splitlines()[-1] == '| ours | 500.0 | 4.00x |'
+    with pytest.raises(ValueError, match=r'^img_size: 500; allowed: a multiple of 32 >= 32$'):
+        run_centernet_bench('/nonexistent', img_size=500)
