@@ -41,8 +41,9 @@ def pytest_sessionfinish(session, exitstatus):
 
 # Files whose tests take a minute or more start first, so that with pytest-xdist they overlap the rest instead of
 # running alone at the end (``make test``: two workers, one file per worker at a time).
-_LONG_FIRST = ('tests/tools/test_wheel.py', 'tests/benchmarks/test_gpu_check.py', 'tests/mmseg/test_boundary_train.py',
-               'tests/mmseg/test_runner.py', 'tests/timm/test_resume.py', 'tests/timm/test_train.py')
+_LONG_FIRST = ('tests/d2/test_centernet_train.py', 'tests/tools/test_wheel.py', 'tests/benchmarks/test_gpu_check.py',
+               'tests/mmseg/test_boundary_train.py', 'tests/mmseg/test_runner.py', 'tests/timm/test_resume.py',
+               'tests/timm/test_train.py')
 
 
 def pytest_collection_modifyitems(session, config, items):

@@ -61,7 +61,7 @@ def test_shipped_docs_have_one_gpu_section():
 
 def test_bad_arguments():
     with pytest.raises(ValueError, match=re.escape("skip: unknown step 'gpu'; allowed: ['bench', 'dcn', 'timm', 'd2', "
-                                                   "'mmseg']")):
+                                                   "'mmseg', 'centernet']")):
         run_gpu_check('cpu', smoke=True, skip=['bench', 'gpu'], progress=False)
 
 

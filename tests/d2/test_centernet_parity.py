@@ -80,13 +80,23 @@ def _compare_image(model, meta, key: str) -> None:
           canonical(boxes[nonempty], ref['scores'][nonempty], ref['classes'][nonempty]))
 
 
-def _same(got, want) -> None:
-    """Same detections: boxes within 1e-2 px, scores within 1e-4, same classes (rows in canonical order)."""
+def _same(got, want, boundary_gap: float = 1e-5) -> None:
+    """Same detections: each reference row has its own row of ours with the same class, the score within 1e-4 and
+    the box within 1e-2 px. The seeded heads give nearly flat heatmaps: scores that tie (or differ by float summation
+    order, e.g. another thread count) may swap, and a candidate within ``boundary_gap`` of the K-th score may swap
+    with the (K+1)-th: at most 2 such reference rows may go unmatched."""
     assert len(got[0]) == len(want[0])
-    if len(want[0]):
-        assert (got[1] - want[1]).abs().max().item() <= 1e-4
-        assert torch.equal(got[2], want[2])
-        assert (got[0] - want[0]).abs().max().item() <= 1e-2
+    free = list(range(len(got[0])))
+    unmatched = []
+    for i in range(len(want[0])):
+        ok = [j for j in free if got[2][j] == want[2][i] and abs(got[1][j] - want[1][i]) <= 1e-4
+              and (got[0][j] - want[0][i]).abs().max() <= 1e-2]
+        if ok:
+            free.remove(min(ok, key=lambda j: (got[0][j] - want[0][i]).abs().max().item()))
+        else:
+            unmatched.append(i)
+    lowest = want[1].min().item() if len(want[1]) else 0.0
+    assert len(unmatched) <= 2 and all(want[1][i] - lowest <= boundary_gap for i in unmatched), unmatched
 
 
 @pytest.mark.slow

@@ -40,7 +40,8 @@ def _pyramid_names(pyramid, network):
 
 def _core(out, path):
     o = out.host_options
-    model = (dp.DLASeg if o['builder'] == 'DLASeg' else dp.create_dla)(o['variant'], **o['kwargs'])
+    builder = {'DLASeg': dp.DLASeg, 'CenterNet': dp.CenterNet, 'create_dla': dp.create_dla}[o['builder']]
+    model = builder(o['variant'], **o['kwargs'])
     report = dp.load_checkpoint(model, path)  # strict: no missing, unexpected or mis-shaped key
     assert report.layout == 'timm' or report.layout == 'dla-plugins-seg'
     dla = model if isinstance(model, dp.DLA) else model.backbone
@@ -50,6 +51,8 @@ def _core(out, path):
         outs = {f'level{i}': t for i, t in enumerate(levels)}
         if isinstance(model, dp.DLASeg):
             outs.update(_pyramid_names(model.forward_pyramid(x), out.network))
+        if isinstance(model, dp.CenterNet):  # CenterNet's ctdet files: the heads too
+            outs.update(model(x))
         return outs
     return model, dla.base_layer, run
 
@@ -57,14 +60,17 @@ def _core(out, path):
 def _detectron2(out, path):
     from detectron2.checkpoint import DetectionCheckpointer
     from detectron2.config import get_cfg
-    from detectron2.modeling import build_backbone
+    from detectron2.modeling import build_backbone, build_model
 
     from d2_ext import add_dlap_config
 
     cfg = add_dlap_config(get_cfg())
-    cfg.merge_from_list(out.host_options)
-    holder = nn.Module()
-    holder.backbone = build_backbone(cfg)
+    cfg.merge_from_list(out.host_options + ['MODEL.DEVICE', 'cpu'])
+    if cfg.MODEL.META_ARCHITECTURE == 'DLAPCenterNet':  # CenterNet's ctdet files keep their heads
+        holder = build_model(cfg)
+    else:
+        holder = nn.Module()
+        holder.backbone = build_backbone(cfg)
     ckpt = DetectionCheckpointer(holder)
     ckpt._parsed_url_during_load = urlparse(path)  # the loader's own path-keyed state, as DetectionCheckpointer.load
     incompatible = ckpt._load_model(ckpt._load_file(path))
@@ -78,6 +84,8 @@ def _detectron2(out, path):
         if hasattr(bb, 'dla_up'):
             feats = bb(x)
             outs.update(_pyramid_names([feats[n] for n in bb._out_features[:len(bb.in_features)]], out.network))
+            if hasattr(holder, 'heads'):
+                outs.update(holder.heads(feats[holder.in_feature]))
         return outs
     return holder, bottom.dla.base_layer, run
 

@@ -9,7 +9,7 @@ import torch
 import dla_plugins as dp
 from dla_plugins import weights
 from dla_plugins.checkpoint import CheckpointError, detect_layout, read_state_dict
-from tests.golden import load_manifest, load_outputs, make_input, write_checkpoint
+from tests.golden import load_manifest, load_outputs, make_input, tolerance, write_checkpoint
 
 
 def test_monodle_loads_its_backbone_and_lists_its_neck(tmp_path):
@@ -25,7 +25,8 @@ def test_monodle_loads_its_backbone_and_lists_its_neck(tmp_path):
     ref = load_outputs('monodle_dla34')
     with torch.no_grad():
         levels = model.forward_intermediates(make_input(load_manifest('monodle_dla34')), intermediates_only=True)
-    assert all(torch.equal(t, ref[f'level{i}']) for i, t in enumerate(levels))
+    for i, t in enumerate(levels):  # equal up to float summation order (thread count)
+        assert (t - ref[f'level{i}']).abs().max().item() <= tolerance(ref[f'level{i}'], False)[0], i
     with pytest.raises(CheckpointError) as e:  # never a partial load into a network it cannot reproduce
         dp.load_checkpoint(dp.DLASeg('dla34', num_classes=0), path)
     assert str(e.value).startswith('checkpoint does not match DLASeg (layout: monodle):')
