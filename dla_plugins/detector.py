@@ -8,13 +8,9 @@ import torch
 
 from .backbone import DLA
 from .centernet import CenterNetHeads, ctdet_decode
-from .checkpoint import CheckpointError, detect_layout, load_checkpoint, read_state_dict
-from .checkpoint.load import note_weights
-from .files import weights_name
+from .checkpoint import CheckpointError, LoadReport
 from .layers import NormLayer
-from .seg import DLASeg
-from .variants import resolve_variant
-from .weights import pretrained_path
+from .seg import DLASeg, weights_path
 
 __all__ = ['CenterNet', 'COCO_HEADS', 'CTDET_HEADS', 'last_conv_name', 'ctdet_heads']
 
@@ -79,41 +75,35 @@ class CenterNet(DLASeg):
         if 'hm' not in self.heads.head_names:
             raise ValueError(f"heads: {dict(heads or {})!r}; allowed: a mapping with an 'hm' (class heatmap) head")
         self.head_conv = head_conv
-        if pretrained is not False and pretrained is not None:
-            variant = resolve_variant(backbone).name if isinstance(backbone, str) else self.backbone.variant
-            checkpoint_path = pretrained_path(variant, pretrained, checkpoint_path)
+        checkpoint_path = weights_path(backbone, pretrained, checkpoint_path)
         if checkpoint_path is not None:
             self.load_weights(checkpoint_path, reinit_hm=reinit_hm)
 
     @property
     def num_heatmap_classes(self) -> int:
-        return self.heads.hm[-1].out_channels if isinstance(self.heads.hm, torch.nn.Sequential) \
-            else self.heads.hm.out_channels
+        return self.heads.channels['hm']
 
-    def load_weights(self, path: Union[str, os.PathLike, Mapping[str, torch.Tensor]], reinit_hm: bool = False) -> Any:
+    def load_weights(self, path: Union[str, os.PathLike, Mapping[str, torch.Tensor]],  # type: ignore[override]
+                     reinit_hm: bool = False) -> LoadReport:
         """Load ``path`` (any recognised layout, a ``dlap://`` name, or a state_dict): whole when it holds a DLA-Up
-        (heads by name), else into the backbone. Returns the :class:`~dla_plugins.LoadReport`."""
-        state = path if isinstance(path, Mapping) else read_state_dict(path)
-        if not detect_layout(state).whole_network:
-            report = load_checkpoint(self.backbone, state, classifier='drop')
-        else:
-            last = last_conv_name('hm', self.head_conv)
-            theirs = state.get(f'{last}.weight', state.get(f'heads.{last}.weight'))
-            ours = self.num_heatmap_classes
-            if theirs is not None and theirs.shape[0] != ours and not reinit_hm:
-                raise CheckpointError(
-                    f'heads: the checkpoint\'s hm head has {theirs.shape[0]} classes, the model\'s {ours}; build the '
-                    f'model with heads={{"hm": {theirs.shape[0]}, ...}} or pass reinit_hm=True to keep a fresh '
-                    f'{ours}-class heatmap head')
-            report = load_checkpoint(self, state, classifier='if_mismatched' if reinit_hm else 'keep',
-                                     classifier_name=f'heads.{last}')
-            if report.dropped_classifier:
-                _logger.info('re-initialised the heatmap head (%d classes, bias prior -2.19); not loaded: %s', ours,
-                             ', '.join(report.dropped_classifier))
-        name = weights_name(path) if not isinstance(path, Mapping) else None
-        if name is not None:
-            _logger.info('%s', note_weights(report, name, self))
+        (heads by name; ``reinit_hm``: see the class), else into the backbone. Returns the report."""
+        last = f'heads.{last_conv_name("hm", self.head_conv)}'
+        report = super().load_weights(path, classifier='if_mismatched' if reinit_hm else 'keep', classifier_name=last)
+        if report.dropped_classifier:
+            _logger.info('re-initialised the heatmap head (%d classes, bias prior -2.19); not loaded: %s',
+                         self.num_heatmap_classes, ', '.join(report.dropped_classifier))
         return report
+
+    def _check_whole(self, state: Mapping[str, torch.Tensor], classifier: str) -> None:
+        """A heatmap head of another class count, not to be re-initialised: an error naming both counts."""
+        last = last_conv_name('hm', self.head_conv)
+        theirs = state.get(f'{last}.weight', state.get(f'heads.{last}.weight'))
+        ours = self.num_heatmap_classes
+        if classifier == 'keep' and theirs is not None and theirs.shape[0] != ours:
+            raise CheckpointError(
+                f'heads: the checkpoint\'s hm head has {theirs.shape[0]} classes, the model\'s {ours}; build the '
+                f'model with heads={{"hm": {theirs.shape[0]}, ...}} or pass reinit_hm=True to keep a fresh '
+                f'{ours}-class heatmap head')
 
     def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:  # type: ignore[override]
         return self.heads(self.forward_features(x))

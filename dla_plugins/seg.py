@@ -1,6 +1,7 @@
 """The segmentation/dense-prediction network of §4.2: a (dilated) DLA, DLA-Up back to a fine stride, a classifier."""
 import logging
-from typing import List, Optional, Union
+import os
+from typing import List, Mapping, Optional, Union
 
 import torch
 import torch.nn as nn
@@ -8,7 +9,7 @@ import torch.nn.functional as F
 
 from .backbone import DLA
 from .checkpoint import detect_layout, load_checkpoint, read_state_dict
-from .checkpoint.load import note_weights
+from .checkpoint.load import LoadReport, note_weights
 from .dla_up import DLAUp
 from .factory import create_dla
 from .files import weights_name
@@ -16,10 +17,20 @@ from .layers import NormLayer
 from .variants import resolve_variant
 from .weights import pretrained_path
 
-__all__ = ['DLASeg', 'DOWN_RATIOS']
+__all__ = ['DLASeg', 'DOWN_RATIOS', 'weights_path']
 
 DOWN_RATIOS = (2, 4, 8, 16)
 _logger = logging.getLogger(__name__)
+
+
+def weights_path(backbone: Union[str, DLA], pretrained: Union[bool, str, None], checkpoint_path: Optional[str]
+                 ) -> Optional[str]:
+    """What a network on ``backbone`` loads: ``checkpoint_path``, or the registry file ``pretrained`` names for the
+    backbone's variant (see :func:`~dla_plugins.weights.pretrained_path`)."""
+    if pretrained is False or pretrained is None:
+        return checkpoint_path
+    variant = resolve_variant(backbone).name if isinstance(backbone, str) else getattr(backbone, 'variant', '')
+    return pretrained_path(variant, pretrained, checkpoint_path)
 
 
 class DLASeg(nn.Module):
@@ -60,13 +71,7 @@ class DLASeg(nn.Module):
             raise ValueError(f'down_ratio: must be one of {list(DOWN_RATIOS)}, got {down_ratio!r}')
         if not isinstance(num_classes, int) or num_classes < 0:
             raise ValueError(f'num_classes: must be an integer >= 0, got {num_classes!r}')
-        state = None
-        if pretrained is not False and pretrained is not None:
-            variant = resolve_variant(backbone).name if isinstance(backbone, str) else getattr(backbone, 'variant', '')
-            checkpoint_path = pretrained_path(variant, pretrained, checkpoint_path)
-        if checkpoint_path is not None:  # read once; loaded below into the whole network or the backbone
-            state = read_state_dict(checkpoint_path)
-            whole = detect_layout(state).whole_network
+        checkpoint_path = weights_path(backbone, pretrained, checkpoint_path)
         if isinstance(backbone, str):
             backbone = create_dla(backbone, num_classes=0, output_stride=output_stride, norm_layer=norm_layer)
         if not isinstance(backbone, DLA) or backbone.num_classes != 0:
@@ -81,12 +86,28 @@ class DLASeg(nn.Module):
         self.num_features = info[0]['num_chs']
         self.classifier = nn.Conv2d(self.num_features, num_classes, 1) if num_classes else nn.Identity()
         self.num_classes = num_classes
-        if state is not None:
-            into = self if whole else self.backbone  # whole: another classifier size stays fresh (fine-tuning)
-            report = load_checkpoint(into, state, classifier='if_mismatched' if whole else 'drop')
-            name = weights_name(checkpoint_path)
-            if name is not None:
-                _logger.info('%s', note_weights(report, name, into))
+        if checkpoint_path is not None:
+            self.load_weights(checkpoint_path)
+
+    def load_weights(self, path: Union[str, os.PathLike, Mapping[str, torch.Tensor]], classifier: str = 'if_mismatched',
+                     classifier_name: Optional[str] = None) -> LoadReport:
+        """Load ``path`` (any recognised layout, a ``dlap://`` name, or a state_dict): whole when it holds a DLA-Up,
+        with ``classifier``/``classifier_name`` as :func:`~dla_plugins.load_checkpoint` takes them (default: another
+        classifier size stays fresh, for fine-tuning), else into the backbone. Returns the report."""
+        state = path if isinstance(path, Mapping) else read_state_dict(path)
+        whole = detect_layout(state).whole_network
+        if whole:
+            self._check_whole(state, classifier)
+        into = self if whole else self.backbone
+        report = load_checkpoint(into, state, classifier=classifier if whole else 'drop',
+                                 classifier_name=classifier_name if whole else None)
+        name = None if isinstance(path, Mapping) else weights_name(path)
+        if name is not None:
+            _logger.info('%s', note_weights(report, name, into))
+        return report
+
+    def _check_whole(self, state: Mapping[str, torch.Tensor], classifier: str) -> None:
+        """A subclass's own checks of a whole-network file before it loads (none here)."""
 
     def forward_pyramid(self, x: torch.Tensor) -> List[torch.Tensor]:
         """DLA-Up outputs, finest first (entry 0 is :meth:`forward_features`)."""

@@ -35,6 +35,7 @@ class CenterNetHeads(nn.Module):
             if not isinstance(name, str) or not name.isidentifier() or hasattr(nn.Module, name):
                 raise ValueError(f'heads: name {name!r}; allowed: a Python identifier that is no nn.Module attribute')
             check_int(f'heads[{name!r}]', channels, 1, 'an int >= 1')
+        self.channels = dict(heads)
         self.head_names = list(heads)
         pad = final_kernel // 2
         for name, channels in heads.items():
