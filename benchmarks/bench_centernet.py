@@ -66,8 +66,7 @@ def run_centernet_bench(ref: str, device: str = 'cpu', img_size: int = 512, batc
     net.to(dev)
     ours = _ours(dev)
     fused = optimize_for_inference(ours)
-    x = torch.randn(batch_size, 3, img_size, img_size, device=dev, generator=torch.Generator().manual_seed(0)
-                    if dev.type == 'cpu' else None)
+    x = torch.randn(batch_size, 3, img_size, img_size, generator=torch.Generator().manual_seed(0)).to(dev)
 
     @torch.no_grad()
     def reference() -> torch.Tensor:

@@ -55,9 +55,8 @@ class CenterAffineTransform(T.Transform):
 
     def at_stride(self, stride: int) -> 'CenterAffineTransform':
         """The same crop onto the ``stride``-times smaller map (CenterNet's output affine for the targets)."""
-        out = CenterAffineTransform(self.center, self.scale, (self.size[0] // stride, self.size[1] // stride),
-                                    self.flip_width)
-        return out
+        return CenterAffineTransform(self.center, self.scale, (self.size[0] // stride, self.size[1] // stride),
+                                     self.flip_width)
 
     def apply_image(self, img: np.ndarray) -> np.ndarray:
         if self.flip_width is not None:

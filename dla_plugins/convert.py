@@ -93,7 +93,7 @@ def infer_variant(state: Mapping[str, torch.Tensor], norm_layer: Optional[str] =
 
 def _core_model(variant: str, network: Dict[str, Any], classes: int, in_chans: int) -> torch.nn.Module:
     if 'heads' in network:  # a ctdet detector (see ctdet_heads)
-        return CenterNet(variant, **{k: v for k, v in network.items() if k != 'num_classes'})
+        return CenterNet(variant, **network)
     if network:
         return DLASeg(variant, **network)
     return create_dla(variant, num_classes=classes, in_chans=in_chans)
@@ -122,8 +122,9 @@ def convert(src: Union[str, os.PathLike, Mapping[str, torch.Tensor]], target: st
     state = (unwrap_state_dict(src, 'the given mapping') if isinstance(src, Mapping) else read_state_dict(src))
     layout = detect_layout(state)
     network = layout.model_kwargs(state)
-    if network:
-        network.update(ctdet_heads(state))  # CenterNet's ctdet files keep their heads
+    heads = ctdet_heads(state) if network else {}
+    if heads:  # CenterNet's ctdet files keep their heads, which replace DLASeg's classifier
+        network = {**{k: v for k, v in network.items() if k != 'num_classes'}, **heads}
     norm = network.get('norm_layer')
     variant = variant or infer_variant(state, norm)
     if network:
@@ -140,8 +141,8 @@ def convert(src: Union[str, os.PathLike, Mapping[str, torch.Tensor]], target: st
     ours = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
     if host is None:
         builder = ('CenterNet' if 'heads' in network else 'DLASeg') if network else 'create_dla'
-        kwargs = {k: v for k, v in network.items() if builder == 'DLASeg' or k != 'num_classes'}  # heads: no classifier
-        options: Any = dict(builder=builder, variant=variant, kwargs=kwargs if network else dict(num_classes=classes))
+        options: Any = dict(builder=builder, variant=variant,
+                            kwargs=dict(network) if network else dict(num_classes=classes))
         return Converted(ours, report, options, variant, network, classes, target)
     state = host.to_host(ours, network, prefix, dropped=report.dropped_classifier)
     options = host.options(variant, network, classes, prefix)

@@ -73,9 +73,7 @@ def build_from_source(src: str, what: str = 'classifier', num_classes: Optional[
     if not src.startswith('dlap://') and not os.path.exists(src):
         raise FileNotFoundError(f'source: {src!r} is neither a variant, a dlap:// name nor a file')
     conv = convert(src)
-    builder, kwargs = conv.host_options['builder'], dict(conv.host_options['kwargs'])
-    if builder == 'CenterNet':  # the heads replace the classifier (convert's options carry num_classes=0)
-        kwargs.pop('num_classes', None)
+    builder, kwargs = conv.host_options['builder'], conv.host_options['kwargs']
     built = {'create_dla': create_dla, 'DLASeg': DLASeg, 'CenterNet': CenterNet}[builder](conv.variant, **kwargs)
     built.load_state_dict(conv.state, strict=True)
     return _target_of(built, builder, what, src, node_type, decode, K).eval()

@@ -89,7 +89,7 @@ def test_convert_keeps_ctdet_heads_for_core_and_detectron2_and_drops_them_for_mm
     src = files['centernet_dla34_dcn']
     core = convert(src, 'core')
     assert format_options(core).startswith("CenterNet('dla34', down_ratio=4")
-    model = dp.CenterNet(**{k: v for k, v in core.network.items() if k != 'num_classes'})
+    model = dp.CenterNet(**core.network)
     model.load_state_dict(core.state, strict=True)
     d2 = convert(src, 'detectron2')
     assert sum(k.startswith('heads.') for k in d2.state) == 12

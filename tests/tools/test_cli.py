@@ -97,7 +97,6 @@ def test_convert_reference_checkpoints(tmp_path, capsys, name, layout, skipped):
     if 'features' in ref:
         kwargs = json.loads(safe_open(str(dst), 'pt').metadata()['network'])
         if 'heads' in kwargs:  # CenterNet's ctdet file: the detector, heads included
-            kwargs.pop('num_classes')
             model = CenterNet('dla34', **kwargs).eval()
             load_checkpoint(model, read_state_dict(dst))
             with torch.no_grad():
