@@ -7,9 +7,12 @@ import subprocess
 import sys
 import textwrap
 import zipfile
-from importlib.metadata import version
+from importlib.metadata import distribution, version
+from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from tests.helpers import ROOT
 
@@ -35,6 +38,26 @@ SMOKE = """
 """
 
 
+def _share(names: tuple[str, ...], into: Path) -> set[str]:
+    """Symlink the installed distributions ``names`` and all they require into ``into`` (code and metadata); the
+    distributions' names. torch's CUDA build is 5.5 GB with its nvidia-* closure: the fresh venv reads it from this
+    environment through a ``.pth`` file instead of installing a second copy (CI's disk is not large enough for
+    several), and pip sees it installed."""
+    done, todo = set(), list(names)
+    while todo:
+        dist = distribution(todo.pop())
+        name = canonicalize_name(dist.metadata['Name'])
+        if name in done:
+            continue
+        done.add(name)
+        todo += [r.name for r in map(Requirement, dist.requires or ())
+                 if r.marker is None or r.marker.evaluate({'extra': ''})]
+        for top in {Path(f).parts[0] for f in dist.files or ()} - {'..', '__pycache__'}:
+            if not (into / top).exists():
+                (into / top).symlink_to(dist.locate_file(top))
+    return done
+
+
 def _run(cmd, **kw) -> subprocess.CompletedProcess:
     proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=900, **kw)
     assert proc.returncode == 0, f'{cmd}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}'
@@ -58,6 +81,11 @@ def test_wheel_with_timm_extra_in_a_fresh_venv(tmp_path):
     venv = tmp_path / 'venv'
     _run([sys.executable, '-m', 'venv', venv])
     py = venv / 'bin' / 'python'
+    shared = tmp_path / 'shared'
+    shared.mkdir()
+    assert {'torch', 'torchvision', 'numpy'} <= _share(('torch', 'torchvision'), shared)
+    (site,) = (venv / 'lib').glob('python3.*/site-packages')
+    (site / 'shared-torch.pth').write_text(f'{shared}\n')
     pins = tmp_path / 'constraints.txt'
     pins.write_text(''.join(f'{p}=={version(p)}\n' for p in PINNED))
     env = {k: v for k, v in os.environ.items() if k not in ('PYTHONPATH', 'VIRTUAL_ENV')}
