@@ -7,6 +7,7 @@ one line starting with ``[mmseg]``.
 """
 import argparse
 import glob
+import itertools
 import logging
 import os
 import sys
@@ -30,6 +31,16 @@ __all__ = ['CITYSCAPES_CONFIG', 'tiny_config', 'majority_class_miou', 'run_demo'
            'main']
 
 CITYSCAPES_CONFIG = get_config_file('dla34_idaup_4xb2-80k_cityscapes-512x1024.py')
+_RUNS = itertools.count()
+
+
+def own_experiment(cfg: Config) -> Config:
+    """Give ``cfg``'s run an ``experiment_name`` of its own (returns ``cfg``). mmengine names its process-wide
+    logger, message hub and visualizer after the config file and the second the Runner starts, so a second run started
+    within that second in the same process would reuse the first one's, and write into its log folder."""
+    stem = os.path.splitext(os.path.basename(cfg.filename))[0] if cfg.filename else 'run'
+    cfg.experiment_name = f'{stem}_{time.strftime("%Y%m%d_%H%M%S")}_{os.getpid()}_{next(_RUNS)}'
+    return cfg
 
 
 def tiny_config(config: Union[str, Config], data_root: str, work_dir: str, *, image_size: Tuple[int, int] = (64, 64),
@@ -84,7 +95,7 @@ def tiny_config(config: Union[str, Config], data_root: str, work_dir: str, *, im
     cfg.default_hooks.logger = dict(type='LoggerHook', interval=10, log_metric_by_epoch=False)
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', by_epoch=False, interval=max_iters)
     cfg.default_hooks.visualization = dict(type='SegVisualizationHook', draw=False)
-    return cfg
+    return own_experiment(cfg)
 
 
 def majority_class_miou(label_glob: str, ignore_index: int = 255) -> float:

@@ -18,7 +18,7 @@ from mmengine.runner import Runner
 
 from dla_plugins.variants import resolve_variant
 
-from ..demo import demo_main
+from ..demo import demo_main, own_experiment
 from ..shipped_configs import get_config_file
 from .bsds import read_bsds_boundaries
 from .evaluation import default_thresholds, evaluate_many, summarize
@@ -73,7 +73,7 @@ def tiny_boundary_config(config: Union[str, Config], data_root: str, work_dir: s
     cfg.default_hooks.logger = dict(type='LoggerHook', interval=10, log_metric_by_epoch=False)
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', by_epoch=False, interval=max_iters)
     cfg.default_hooks.visualization = dict(type='SegVisualizationHook', draw=False)
-    return cfg
+    return own_experiment(cfg)
 
 
 def sobel_edges(image_bgr: np.ndarray) -> np.ndarray:
