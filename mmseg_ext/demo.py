@@ -35,11 +35,16 @@ _RUNS = itertools.count()
 
 
 def own_experiment(cfg: Config) -> Config:
-    """Give ``cfg``'s run an ``experiment_name`` of its own (returns ``cfg``). mmengine names its process-wide
-    logger, message hub and visualizer after the config file and the second the Runner starts, so a second run started
-    within that second in the same process would reuse the first one's, and write into its log folder."""
+    """Give ``cfg``'s run an ``experiment_name`` of its own, and its visualizer that name (returns ``cfg``).
+
+    mmengine keeps one logger, message hub and visualizer per name in the process. mmseg's runtime config names its
+    visualizer ``'visualizer'``, and the default experiment name is the config file plus the second the Runner
+    starts, so a later run in the same process would reuse the first run's visualizer and write into its log folder.
+    """
     stem = os.path.splitext(os.path.basename(cfg.filename))[0] if cfg.filename else 'run'
-    cfg.experiment_name = f'{stem}_{time.strftime("%Y%m%d_%H%M%S")}_{os.getpid()}_{next(_RUNS)}'
+    cfg.experiment_name = f'{stem}_{os.getpid()}_{next(_RUNS)}'  # mmengine appends the start time
+    if cfg.get('visualizer') is not None:
+        cfg.visualizer.pop('name', None)  # the Runner then names it after the experiment
     return cfg
 
 

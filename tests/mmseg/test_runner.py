@@ -2,6 +2,7 @@
 inference, the ``mmseg_ext.train``/``mmseg_ext.test`` entries and mmseg's own ``tools/train.py``."""
 import glob
 import os
+import shutil
 import subprocess
 import sys
 
@@ -184,3 +185,17 @@ def test_config_round_trip(tmp_path):
     cfg.dump(path)
     again = Config.fromfile(path)
     assert again.model.to_dict() == cfg.model.to_dict()
+
+
+def test_runs_in_one_process_log_into_their_own_folders(tmp_path):
+    """mmseg's runtime config names its visualizer 'visualizer' (one per process in mmengine): each tiny_config run
+    gets its own, so a later run neither writes into an earlier run's folder nor fails once that folder is gone."""
+    root = write_cityscapes_layout(str(tmp_path / 'cityscapes'), dict(train=2, val=1), size=(32, 32), max_objects=1)
+    for i in range(2):
+        cfg = tiny_config(CITYSCAPES_CONFIG, root, str(tmp_path / f'work{i}'), max_iters=1, arch='dla46_c')
+        runner = Runner.from_cfg(cfg)
+        assert runner.visualizer.instance_name.startswith(f'dla34_idaup_4xb2-80k_cityscapes-512x1024_{os.getpid()}_')
+        save_dir = runner.visualizer._vis_backends['LocalVisBackend']._save_dir  # no public accessor
+        assert save_dir == os.path.join(runner.log_dir, 'vis_data') and save_dir.startswith(str(tmp_path / f'work{i}'))
+        assert os.path.isfile(os.path.join(save_dir, 'config.py'))
+        shutil.rmtree(tmp_path / f'work{i}')
