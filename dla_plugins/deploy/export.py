@@ -191,7 +191,7 @@ def openvino_form(src: Union[str, os.PathLike], dst: Union[str, os.PathLike]) ->
 
     model = onnx.load(os.fspath(src))
     graph = model.graph
-    nodes, extra = [], []
+    nodes, rewritten = [], False
     for node in graph.node:
         if node.op_type != 'DeformConv' or node.domain not in ('', 'ai.onnx'):
             nodes.append(node)
@@ -213,12 +213,13 @@ def openvino_form(src: Union[str, os.PathLike], dst: Union[str, os.PathLike]) ->
             nodes.append(helper.make_node('Reshape', [ins[3], '_ov_bias_shape'], [f'{name}/bias'],
                                           name=f'{name}/BiasShape'))
             nodes.append(helper.make_node('Add', [conv_out, f'{name}/bias'], [out], name=f'{name}/Bias'))
-        extra = [numpy_helper.from_array(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64), '_ov_pad1'),
-                 numpy_helper.from_array(np.array([1, -1, 1, 1], np.int64), '_ov_bias_shape')]
-    if extra:
+        rewritten = True
+    if rewritten:
         del graph.node[:]
         graph.node.extend(nodes)
-        graph.initializer.extend(extra)
+        graph.initializer.extend([
+            numpy_helper.from_array(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64), '_ov_pad1'),
+            numpy_helper.from_array(np.array([1, -1, 1, 1], np.int64), '_ov_bias_shape')])
         model.opset_import.append(helper.make_opsetid(OPENVINO_DOMAIN, 1))
     onnx.save(model, os.fspath(dst))
     return os.fspath(dst)
