@@ -101,7 +101,7 @@ class DLAPCenterNet(nn.Module):
                          self.num_classes, _KEY, ', '.join(bad))
             return
         if bad:
-            heads = (pending_file() or {}).get('heads') or {}
+            heads = pending_file().get('heads') or {}
             theirs = f"has {heads['hm']} classes" if 'hm' in heads else 'does not fit'
             raise CheckpointError(
                 f"heads: the checkpoint's hm head {theirs}, the model's {self.num_classes} ({_KEY}.NUM_CLASSES); set "
